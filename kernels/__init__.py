@@ -1,0 +1,1 @@
+"""CUDA C sources of srcnn-fast's fused kernels, shipped inside the wheel as srcnn_fast.kernels."""

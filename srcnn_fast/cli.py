@@ -1,0 +1,258 @@
+"""``srcnn-fast``: a thin command line over the library.
+
+It only parses arguments, calls the library, and maps :class:`~srcnn_fast.errors.SrcnnError`
+to a one-line message and an exit code: 0 success, 1 a failure (some files failed, bad weights),
+2 a usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .errors import OutputError, SrcnnError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _error(message: str) -> None:
+    print(f"srcnn-fast: error: {message}", file=sys.stderr)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+# --- upscale ---------------------------------------------------------------------------------
+
+
+def output_path(source: Path, scale: int, out: Path | None, many: bool) -> Path:
+    """Where the upscaled ``source`` goes: ``NAME_xS.EXT`` beside it, or under/at ``out``."""
+    name = f"{source.stem}_x{scale}{source.suffix}"
+    if out is None:
+        return source.with_name(name)
+    if many or out.is_dir() or str(out).endswith(("/", "\\")):
+        return out / name
+    return out
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from .imagefile import read_image, write_image
+    from .infer import Upscaler
+
+    sources = [Path(p) for p in args.inputs]
+    out = Path(args.output) if args.output else None
+    many = len(sources) > 1
+    if many and out is not None and out.exists() and not out.is_dir():
+        _error(f"{out}: several inputs need -o to name a folder, and this is a file")
+        return EXIT_USAGE
+    upscaler = Upscaler(scale=args.scale, weights=args.weights, backend=args.backend)
+    if out is not None and (many or str(args.output).endswith(("/", "\\"))):
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _error(f"{out}: cannot create output folder ({exc.strerror or exc})")
+            return EXIT_FAILED
+    inputs = {s.resolve() for s in sources}
+    failed = 0
+    for source in sources:
+        target = output_path(source, upscaler.scale, out, many)
+        try:
+            if target.resolve() in inputs:
+                raise OutputError(f"{target}: refusing to overwrite an input image")
+            if target.exists() and not args.overwrite:
+                raise OutputError(f"{target}: already exists (use --overwrite to replace it)")
+            start = time.perf_counter()
+            image = read_image(source)
+            result = upscaler(image)
+            write_image(target, result, overwrite=args.overwrite)
+        except SrcnnError as exc:
+            _error(str(exc))
+            failed += 1
+            continue
+        if not args.quiet:
+            h, w = image.shape[:2]
+            print(
+                f"{source} -> {target} ({w}x{h} -> {result.shape[1]}x{result.shape[0]}, "
+                f"{upscaler.backend_name}, {time.perf_counter() - start:.2f} s)"
+            )
+    if failed and many:
+        _error(f"{failed} of {len(sources)} images failed")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+# --- convert ---------------------------------------------------------------------------------
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import convert_keras_file
+
+    weights = convert_keras_file(args.input, args.output, scale=args.scale)
+    print(f"{args.input} -> {args.output}: SRCNN {weights.arch.name}, scale {weights.scale}")
+    return EXIT_OK
+
+
+# --- train -----------------------------------------------------------------------------------
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .model import Architecture
+    from .train import TrainConfig, train
+
+    try:
+        arch = Architecture(f1=args.f1, n1=args.n1, f2=args.f2, n2=args.n2, f3=args.f3)
+    except ValueError as exc:  # an even kernel size
+        _error(f"bad architecture: {exc}")
+        return EXIT_USAGE
+    config = TrainConfig(
+        data=args.data,
+        scale=args.scale,
+        out=args.out,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        final_learning_rate=args.final_lr,
+        last_layer_lr_factor=args.last_layer_lr,
+        patch=args.patch,
+        augment=not args.no_augment,
+        val_fraction=args.val_fraction,
+        init=args.init,
+        seed=args.seed,
+        arch=arch,
+        checkpoint_dir=args.checkpoint_dir,
+    )
+    train(config, resume=not args.restart)
+    return EXIT_OK
+
+
+# --- eval ------------------------------------------------------------------------------------
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .evaluate import bicubic_upscaler, evaluate
+    from .infer import Upscaler
+
+    upscaler = Upscaler(scale=args.scale, weights=args.weights, backend=args.backend)
+    result = evaluate(
+        args.data, upscaler.scale, {"bicubic": bicubic_upscaler(upscaler.scale), "SRCNN": upscaler}
+    )
+    print(result.table())
+    return EXIT_OK
+
+
+# --- parser ----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="srcnn-fast", description="Fast, exact SRCNN image super-resolution."
+    )
+    parser.add_argument("--version", action="version", version=f"srcnn-fast {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add_model_options(p: argparse.ArgumentParser, default_scale: int | None) -> None:
+        p.add_argument(
+            "-s",
+            "--scale",
+            type=_positive_int,
+            default=default_scale,
+            help="upscaling factor (shipped weights: 2, 3, 4; default %(default)s)",
+        )
+        p.add_argument("-w", "--weights", help="weights file (default: the shipped ones)")
+        p.add_argument(
+            "--backend",
+            default="auto",
+            help="auto (default; env SRCNN_FAST_BACKEND overrides), reference",
+        )
+
+    p = sub.add_parser("upscale", help="upscale image files")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="image files")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT",
+        help="output file (one input) or folder (default: NAME_xS.EXT beside each)",
+    )
+    add_model_options(p, 2)
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    p.set_defaults(func=cmd_upscale)
+
+    p = sub.add_parser("convert", help="convert Keras weights to srcnn-fast's raw format")
+    p.add_argument("input", metavar="IN", help=".h5, .weights.h5 or .keras file")
+    p.add_argument("output", metavar="OUT", help="raw-array weights file (.npz)")
+    p.add_argument(
+        "-s",
+        "--scale",
+        type=_positive_int,
+        default=2,
+        help="the scale the weights were trained for (default %(default)s)",
+    )
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("train", help="train SRCNN with Keras on a folder of images")
+    p.add_argument("--data", required=True, help="folder of training images (e.g. T91)")
+    p.add_argument("-s", "--scale", type=_positive_int, required=True)
+    p.add_argument("--out", required=True, help="weights file to write (.npz)")
+    p.add_argument("--epochs", type=_positive_int, default=40)
+    p.add_argument("--steps", type=_positive_int, default=1000, help="batches per epoch")
+    p.add_argument("--batch-size", type=_positive_int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3, help="initial Adam rate (cosine decay)")
+    p.add_argument("--final-lr", type=float, default=1e-5, help="Adam rate at the last epoch")
+    p.add_argument("--last-layer-lr", type=float, default=1.0,
+                   help="factor on the last layer's rate (the paper: 0.1)")
+    p.add_argument("--patch", type=_positive_int, default=33, help="sub-image size")
+    p.add_argument("--no-augment", action="store_true",
+                   help="no flips/rotations or downscaled copies")
+    p.add_argument("--init", help="start from these weights (e.g. another scale's)")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="share of the images held out for validation",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    for name, default in (("f1", 9), ("n1", 64), ("f2", 1), ("n2", 32), ("f3", 5)):
+        p.add_argument(
+            f"--{name}",
+            type=_positive_int,
+            default=default,
+            help=f"architecture (default {default})",
+        )
+    p.add_argument("--checkpoint-dir", help="checkpoints and train.log (default OUT.ckpt)")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="PSNR/SSIM on a benchmark folder (paper protocol)")
+    p.add_argument("--data", required=True, help="e.g. ../shared/data/Set5")
+    add_model_options(p, 3)
+    p.set_defaults(func=cmd_eval)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SrcnnError as exc:
+        _error(str(exc))
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""The one definition of DESIGN.md section 1: colour, bicubic upscaling and bit depths.
+
+Every backend, the trainer and the evaluator call these functions; nothing else in the package
+re-implements them. Conventions:
+
+* Float images are float32 in [0, 1]: 8-bit divides by 255, 16-bit by 65535.
+* Colour is BT.601 studio range, exactly MATLAB's ``rgb2ycbcr`` (Y in [16, 235] / 255).
+* Bicubic is Keys' cubic with a = -0.5, half-pixel centres, edge pixels replicated: MATLAB's
+  and Pillow's upscale.
+* Converting back to integers clips to [0, 1] and rounds half to even (``np.rint``), everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+
+import numpy as np
+
+from .errors import ImageError
+
+#: Integer dtypes the pipeline reads and writes, with their full-scale value.
+INTEGER_SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
+SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+
+# MATLAB rgb2ycbcr for R, G, B in [0, 1]: ycbcr = offset + M @ rgb.
+_RGB_TO_YCBCR = (
+    np.array(
+        [
+            [65.481, 128.553, 24.966],
+            [-37.797, -74.203, 112.0],
+            [112.0, -93.786, -18.214],
+        ],
+        dtype=np.float64,
+    )
+    / 255.0
+)
+_YCBCR_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float64) / 255.0
+_YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR)
+
+
+# --- bit depths ------------------------------------------------------------------------------
+
+
+def to_float(image: np.ndarray) -> np.ndarray:
+    """uint8 / uint16 / float32 array -> float32 in [0, 1] (float32 passes through unchanged)."""
+    if image.dtype == np.float32:
+        return image
+    scale = INTEGER_SCALES.get(image.dtype)
+    if scale is None:
+        raise ImageError(f"unsupported dtype {image.dtype} (use uint8, uint16 or float32)")
+    return image.astype(np.float32) * np.float32(1.0 / scale)
+
+
+def from_float(image: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
+    """float32 -> ``dtype``. Integers: clip to [0, 1], scale, round half to even.
+
+    A float32 target returns the values unclipped: only integer outputs are clipped.
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.float32:
+        return image.astype(np.float32, copy=False)
+    scale = INTEGER_SCALES.get(dtype)
+    if scale is None:
+        raise ImageError(f"unsupported dtype {dtype} (use uint8, uint16 or float32)")
+    scaled = np.clip(image, 0.0, 1.0) * np.float32(scale)
+    return np.rint(scaled).astype(dtype)
+
+
+# --- colour ----------------------------------------------------------------------------------
+
+
+def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
+    """float RGB (..., 3) in [0, 1] -> float32 YCbCr (..., 3), BT.601 studio range."""
+    m = _RGB_TO_YCBCR.astype(np.float32)
+    return rgb.astype(np.float32, copy=False) @ m.T + _YCBCR_OFFSET.astype(np.float32)
+
+
+def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
+    """float32 YCbCr (..., 3) -> float32 RGB (..., 3), unclipped."""
+    m = _YCBCR_TO_RGB.astype(np.float32)
+    return (ycbcr.astype(np.float32, copy=False) - _YCBCR_OFFSET.astype(np.float32)) @ m.T
+
+
+def rgb_to_luma(rgb: np.ndarray) -> np.ndarray:
+    """Y of BT.601 studio range, the channel the network and the PSNR protocol use."""
+    return rgb_to_ycbcr(rgb)[..., 0]
+
+
+# --- bicubic ---------------------------------------------------------------------------------
+
+
+def keys_cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
+    """Keys' cubic convolution kernel (a = -0.5: MATLAB, Pillow)."""
+    ax = np.abs(x)
+    ax2, ax3 = ax * ax, ax * ax * ax
+    near = (a + 2.0) * ax3 - (a + 3.0) * ax2 + 1.0
+    far = a * ax3 - 5.0 * a * ax2 + 8.0 * a * ax - 4.0 * a
+    return np.where(ax <= 1.0, near, np.where(ax < 2.0, far, 0.0))
+
+
+#: Tap offsets of the 4-tap kernel relative to floor(source position).
+BICUBIC_OFFSETS = np.array([-1, 0, 1, 2])
+
+
+def bicubic_phase_weights(scale: int) -> np.ndarray:
+    """(scale, 4) float64 weights: output pixel ``x`` with ``x % scale == p`` uses row ``p``.
+
+    Output x samples input position (x + 0.5) / scale - 0.5 (half-pixel centres); the taps sit
+    at floor(position) + (-1, 0, 1, 2). For an integer scale the fractional part depends only on
+    the phase p, which is what lets fast paths fold the upscale into conv1 (polyphase).
+    """
+    phase = np.arange(scale)
+    position = (phase + 0.5) / scale - 0.5
+    frac = position - np.floor(position)
+    return keys_cubic(frac[:, None] - BICUBIC_OFFSETS[None, :])
+
+
+def bicubic_phase_origin(scale: int) -> np.ndarray:
+    """(scale,) int: floor of the source position of phase p's output pixel in LR block 0."""
+    phase = np.arange(scale)
+    return np.floor((phase + 0.5) / scale - 0.5).astype(np.int64)
+
+
+@lru_cache(maxsize=64)
+def bicubic_taps(size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices (n, 4) and float32 weights (n, 4) upscaling an axis of ``size`` pixels.
+
+    Indices are clamped to [0, size - 1]: the edge pixel is replicated beyond the border.
+    """
+    out = np.arange(size * scale)
+    block, phase = np.divmod(out, scale)
+    start = block + bicubic_phase_origin(scale)[phase]
+    index = np.clip(start[:, None] + BICUBIC_OFFSETS[None, :], 0, size - 1)
+    weights = bicubic_phase_weights(scale)[phase].astype(np.float32)
+    index.setflags(write=False)
+    weights.setflags(write=False)
+    return index, weights
+
+
+def _upscale_axis(image: np.ndarray, scale: int, axis: int) -> np.ndarray:
+    index, weights = bicubic_taps(image.shape[axis], scale)
+    shape = [1] * image.ndim
+    shape[axis] = -1
+    result = np.take(image, index[:, 0], axis=axis) * weights[:, 0].reshape(shape)
+    for k in range(1, 4):
+        result += np.take(image, index[:, k], axis=axis) * weights[:, k].reshape(shape)
+    return result
+
+
+def bicubic_upscale(image: np.ndarray, scale: int) -> np.ndarray:
+    """Upscale an (H, W) or (H, W, C) float image by an integer factor; returns float32.
+
+    Separable: rows (axis 0) first, then columns, accumulated in float32.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    return _upscale_axis(_upscale_axis(image, scale, 0), scale, 1)
+
+
+# --- the pipeline around the network --------------------------------------------------------
+
+LumaUpscaler = Callable[[np.ndarray], np.ndarray]
+
+
+def upscale_image(image: np.ndarray, scale: int, upscale_luma: LumaUpscaler) -> np.ndarray:
+    """Section 1 end to end, with the luma path supplied by the caller.
+
+    ``image`` is (H, W) luma, (H, W, 1), (H, W, 2) luma + alpha, (H, W, 3) RGB or (H, W, 4)
+    RGBA; uint8, uint16 or float32. ``upscale_luma`` maps an (H, W) float32 luma plane to the
+    (sH, sW) float32 result (bicubic + network for SRCNN, bicubic alone for the baseline).
+    Chroma and alpha are upscaled bicubically. The result has the input's layout and dtype.
+    """
+    values = to_float(image)
+    if values.ndim == 2:
+        return from_float(upscale_luma(values), image.dtype)
+    channels = values.shape[2]
+    if channels in (1, 2):
+        planes = [upscale_luma(np.ascontiguousarray(values[..., 0]))]
+        if channels == 2:
+            planes.append(bicubic_upscale(values[..., 1], scale))
+        return from_float(np.stack(planes, axis=-1), image.dtype)
+    ycbcr = rgb_to_ycbcr(values[..., :3])
+    luma = upscale_luma(np.ascontiguousarray(ycbcr[..., 0]))
+    # Chroma (and alpha) share one separable pass: they are only interpolated.
+    rest = np.concatenate([ycbcr[..., 1:], values[..., 3:]], axis=-1)
+    rest_up = bicubic_upscale(rest, scale)
+    rgb = ycbcr_to_rgb(np.concatenate([luma[..., None], rest_up[..., :2]], axis=-1))
+    return from_float(np.concatenate([rgb, rest_up[..., 2:]], axis=-1), image.dtype)

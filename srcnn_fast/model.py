@@ -1,0 +1,222 @@
+"""SRCNN architecture, weights container and the versioned raw-array weights file.
+
+The file is a NumPy ``.npz`` holding six float32 arrays (``w1, b1, w2, b2, w3, b3``; kernels
+in Keras' HWIO layout) and ``metadata``: a uint8 array of UTF-8 JSON with the format version,
+architecture, scale, interpolation and training provenance. Loading never unpickles
+(``allow_pickle=False``) and validates every array before a backend sees it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import WeightsError
+
+FORMAT_NAME = "srcnn-fast-weights"
+FORMAT_VERSION = 1
+#: The only interpolation the pipeline implements (DESIGN.md section 1, step 2). Weights record
+#: it so a file trained with another upscaler (e.g. OpenCV's a = -0.75) is refused, not misused.
+INTERPOLATION = "bicubic-keys-a-0.5-half-pixel-replicate"
+ARRAY_NAMES = ("w1", "b1", "w2", "b2", "w3", "b3")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Three conv layers: f1 x f1 -> n1 maps (ReLU), f2 x f2 -> n2 maps (ReLU), f3 x f3 -> 1."""
+
+    f1: int = 9
+    n1: int = 64
+    f2: int = 1
+    n2: int = 32
+    f3: int = 5
+
+    def __post_init__(self) -> None:
+        for name in ("f1", "f2", "f3"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1 or value % 2 == 0:
+                raise ValueError(f"{name} must be a positive odd integer, got {value!r}")
+        for name in ("n1", "n2"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+    @property
+    def name(self) -> str:
+        """Paper-style name, e.g. ``9-1-5 (64, 32)``."""
+        return f"{self.f1}-{self.f2}-{self.f3} ({self.n1}, {self.n2})"
+
+    @property
+    def radius(self) -> int:
+        """Receptive-field radius: how far an output pixel sees into the upscaled input."""
+        return (self.f1 - 1) // 2 + (self.f2 - 1) // 2 + (self.f3 - 1) // 2
+
+    @property
+    def macs_per_pixel(self) -> int:
+        """Multiply-adds per output pixel (8,032 for 9-1-5, 64, 32)."""
+        return self.f1**2 * self.n1 + self.f2**2 * self.n1 * self.n2 + self.f3**2 * self.n2
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Expected shape of every array, kernels in HWIO."""
+        return {
+            "w1": (self.f1, self.f1, 1, self.n1),
+            "b1": (self.n1,),
+            "w2": (self.f2, self.f2, self.n1, self.n2),
+            "b2": (self.n2,),
+            "w3": (self.f3, self.f3, self.n2, 1),
+            "b3": (1,),
+        }
+
+
+@dataclass
+class SRCNNWeights:
+    """A trained network: architecture, scale and the six float32 arrays."""
+
+    arch: Architecture
+    scale: int
+    w1: np.ndarray
+    b1: np.ndarray
+    w2: np.ndarray
+    b2: np.ndarray
+    w3: np.ndarray
+    b3: np.ndarray
+    provenance: dict[str, Any] = field(default_factory=dict)
+    interpolation: str = INTERPOLATION
+    source: str = "<memory>"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in ARRAY_NAMES}
+
+    def validate(self) -> None:
+        """Raise :class:`WeightsError` (naming :attr:`source`) unless everything is consistent."""
+        where = self.source
+        if not isinstance(self.scale, int) or isinstance(self.scale, bool) or self.scale < 1:
+            raise WeightsError(f"{where}: scale must be a positive integer, got {self.scale!r}")
+        if self.interpolation != INTERPOLATION:
+            raise WeightsError(
+                f"{where}: trained for interpolation {self.interpolation!r}; "
+                f"this version runs only {INTERPOLATION!r}"
+            )
+        for name, shape in self.arch.shapes().items():
+            array = getattr(self, name)
+            if not isinstance(array, np.ndarray):
+                raise WeightsError(f"{where}: {name} is not an array")
+            if array.dtype != np.float32:
+                raise WeightsError(f"{where}: {name} has dtype {array.dtype}, expected float32")
+            if array.shape != shape:
+                raise WeightsError(
+                    f"{where}: {name} has shape {array.shape}, expected {shape} "
+                    f"for architecture {self.arch.name}"
+                )
+            if not np.all(np.isfinite(array)):
+                raise WeightsError(f"{where}: {name} contains NaN or infinity")
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "architecture": asdict(self.arch),
+            "scale": self.scale,
+            "interpolation": self.interpolation,
+            "provenance": self.provenance,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the raw-array file atomically (temporary file, then rename)."""
+        path = Path(path)
+        meta = np.frombuffer(json.dumps(self.metadata(), sort_keys=True).encode(), np.uint8)
+        buffer = io.BytesIO()
+        np.savez(buffer, metadata=meta, **self.arrays())
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        try:
+            tmp.write_bytes(buffer.getvalue())
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise WeightsError(f"{path}: cannot write weights: {exc.strerror or exc}") from exc
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> SRCNNWeights:
+        """Read and validate a raw-array file; every refusal names the file and the problem."""
+        path = Path(path)
+        try:
+            loaded = np.load(path, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError("a single .npy array, not an .npz archive")
+            with loaded as npz:
+                contents = {name: npz[name] for name in npz.files}
+        except FileNotFoundError:
+            raise WeightsError(f"{path}: no such weights file") from None
+        except IsADirectoryError:
+            raise WeightsError(f"{path}: is a directory, not a weights file") from None
+        except PermissionError:
+            raise WeightsError(f"{path}: permission denied") from None
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+            raise WeightsError(
+                f"{path}: not a srcnn-fast weights file (.npz) or corrupt ({exc})"
+            ) from None
+        return cls.from_arrays(contents, source=str(path))
+
+    @classmethod
+    def from_arrays(cls, contents: dict[str, np.ndarray], source: str) -> SRCNNWeights:
+        if "metadata" not in contents:
+            raise WeightsError(f"{source}: no metadata entry; not a srcnn-fast weights file")
+        try:
+            meta = json.loads(contents["metadata"].tobytes().decode())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise WeightsError(f"{source}: metadata is not valid JSON ({exc})") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+            raise WeightsError(f"{source}: metadata does not describe a srcnn-fast weights file")
+        version = meta.get("format_version")
+        if version != FORMAT_VERSION:
+            raise WeightsError(
+                f"{source}: format version {version!r} is not supported "
+                f"(this srcnn-fast reads version {FORMAT_VERSION})"
+            )
+        missing = [name for name in ARRAY_NAMES if name not in contents]
+        if missing:
+            raise WeightsError(f"{source}: missing arrays {', '.join(missing)}")
+        try:
+            arch = Architecture(**meta["architecture"])
+            scale = meta["scale"]
+            interpolation = meta["interpolation"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WeightsError(f"{source}: bad architecture metadata ({exc})") from None
+        return cls(
+            arch=arch,
+            scale=scale,
+            provenance=dict(meta.get("provenance") or {}),
+            interpolation=interpolation,
+            source=source,
+            **{name: contents[name] for name in ARRAY_NAMES},
+        )
+
+    @classmethod
+    def random(
+        cls, arch: Architecture | None = None, scale: int = 2, seed: int = 0
+    ) -> SRCNNWeights:
+        """Glorot-uniform kernels and small random biases: for tests and benchmarks."""
+        arch = arch or Architecture()
+        rng = np.random.default_rng(seed)
+        arrays: dict[str, np.ndarray] = {}
+        for name, shape in arch.shapes().items():
+            if name.startswith("w"):
+                fan_in = shape[0] * shape[1] * shape[2]
+                fan_out = shape[0] * shape[1] * shape[3]
+                limit = np.sqrt(6.0 / (fan_in + fan_out))
+                arrays[name] = rng.uniform(-limit, limit, shape).astype(np.float32)
+            else:
+                arrays[name] = rng.uniform(-0.05, 0.05, shape).astype(np.float32)
+        return cls(
+            arch=arch, scale=scale, provenance={"random_seed": seed}, source="<random>", **arrays
+        )

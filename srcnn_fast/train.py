@@ -1,0 +1,420 @@
+"""Training SRCNN with Keras (TensorFlow imported lazily: inference never loads it).
+
+The model is the seed's: three Conv2D layers, ReLU after the first two, 'valid' padding, trained
+on random luma sub-images (33x33 by default, the paper's size) against the centre of the HR
+sub-image, with flips/rotations and downscaled copies of the images as augmentation.
+Each training pair is made exactly as inference sees images: the HR image (cropped to a multiple
+of the scale) is downscaled with Pillow's antialiased BICUBIC to 8 bits, converted to luma and
+upscaled with :func:`srcnn_fast.imageops.bicubic_upscale`.
+
+Training is resumable: after every epoch ``checkpoint.npz`` (model and optimizer variables,
+epoch, history) is written atomically in the checkpoint folder, beside ``train.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import imageops
+from .errors import DataError
+from .imagefile import IMAGE_EXTENSIONS, read_image
+from .model import Architecture, SRCNNWeights
+
+
+def _import_keras():
+    """Import Keras on the TensorFlow backend, using both cores well (DESIGN.md section 8)."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise DataError("training needs TensorFlow: pip install 'srcnn-fast[train]'") from None
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(os.cpu_count() or 2)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        pass  # already initialised by an earlier call in this process
+    import keras
+
+    return tf, keras
+
+
+# --- the Keras model -------------------------------------------------------------------------
+
+
+def _replicate_pad_layer(keras):
+    class ReplicatePad2D(keras.layers.Layer):
+        """Edge-replicate padding by ``pad`` pixels on each side of H and W (NHWC)."""
+
+        def __init__(self, pad: int, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.pad = pad
+
+        def call(self, x):
+            ops, p = keras.ops, self.pad
+            x = ops.concatenate(
+                [ops.repeat(x[:, :1], p, axis=1), x, ops.repeat(x[:, -1:], p, axis=1)], axis=1
+            )
+            return ops.concatenate(
+                [ops.repeat(x[:, :, :1], p, axis=2), x, ops.repeat(x[:, :, -1:], p, axis=2)],
+                axis=2,
+            )
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "pad": self.pad}
+
+    return ReplicatePad2D
+
+
+def build_keras_model(
+    arch: Architecture | None = None,
+    padding: str = "valid",
+    weights: SRCNNWeights | None = None,
+):
+    """The seed's Keras SRCNN. ``padding='replicate'`` adds explicit edge-replicate padding
+    before each conv, which makes it compute exactly what srcnn-fast's backends compute."""
+    _, keras = _import_keras()
+    arch = weights.arch if weights is not None else (arch or Architecture())
+    if padding not in ("valid", "replicate"):
+        raise ValueError(f"padding must be 'valid' or 'replicate', not {padding!r}")
+    pad_layer = _replicate_pad_layer(keras)
+    layers: list[Any] = [keras.Input((None, None, 1))]
+    specs = [(arch.n1, arch.f1, "relu"), (arch.n2, arch.f2, "relu"), (1, arch.f3, None)]
+    for i, (filters, size, activation) in enumerate(specs, start=1):
+        if padding == "replicate" and size > 1:
+            layers.append(pad_layer((size - 1) // 2, name=f"pad{i}"))
+        layers.append(
+            keras.layers.Conv2D(
+                filters, size, activation=activation, padding="valid", name=f"conv{i}"
+            )
+        )
+    model = keras.Sequential(layers, name="srcnn")
+    if weights is not None:
+        set_model_weights(model, weights)
+    return model
+
+
+def _conv_layers(model) -> list[Any]:
+    return [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
+
+
+def set_model_weights(model, weights: SRCNNWeights) -> None:
+    arrays = weights.arrays()
+    for i, layer in enumerate(_conv_layers(model), start=1):
+        layer.set_weights([arrays[f"w{i}"], arrays[f"b{i}"]])
+
+
+def weights_from_model(model, scale: int, provenance: dict[str, Any] | None = None) -> SRCNNWeights:
+    """The raw-array weights of a Keras SRCNN built by :func:`build_keras_model`."""
+    convs = _conv_layers(model)
+    arrays: dict[str, np.ndarray] = {}
+    for i, layer in enumerate(convs, start=1):
+        kernel, bias = layer.get_weights()
+        arrays[f"w{i}"], arrays[f"b{i}"] = kernel.astype(np.float32), bias.astype(np.float32)
+    f1, f2, f3 = (layer.kernel_size[0] for layer in convs)
+    arch = Architecture(f1=f1, n1=convs[0].filters, f2=f2, n2=convs[1].filters, f3=f3)
+    return SRCNNWeights(arch=arch, scale=scale, provenance=provenance or {}, **arrays)
+
+
+# --- data ------------------------------------------------------------------------------------
+
+
+def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such data folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
+    return files
+
+
+def make_training_pair(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """HR image (uint8/uint16, gray or RGB[A]) -> (bicubic-upscaled LR luma, HR luma), float32.
+
+    The LR image is Pillow's antialiased BICUBIC downscale of the HR image, rounded to its bit
+    depth as a saved file would be; both are then converted to luma like inference does.
+    """
+    from PIL import Image
+
+    height, width = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
+    hr = hr[:height, :width]
+    if hr.ndim == 3:
+        hr = hr[..., :3]
+    lr = np.asarray(
+        Image.fromarray(hr).resize((width // scale, height // scale), Image.Resampling.BICUBIC)
+    )
+
+    def luma(image: np.ndarray) -> np.ndarray:
+        values = imageops.to_float(image)
+        return values if values.ndim == 2 else imageops.rgb_to_luma(values)
+
+    return imageops.bicubic_upscale(luma(lr), scale), luma(hr)
+
+
+def dihedral(x: np.ndarray, k: int) -> np.ndarray:
+    """One of the 8 flips/rotations of the last two axes (k in 0..7)."""
+    if k >= 4:
+        x = x[..., ::-1]
+    return np.rot90(x, k % 4, axes=(-2, -1))
+
+
+class PatchSampler:
+    """Random sub-images: an image chosen in proportion to its number of positions, a uniform
+    position, and (with ``augment``) one of the 8 flips/rotations. Labels are the centre that a
+    'valid' network produces: ``patch - 2 * shrink`` pixels on a side."""
+
+    def __init__(self, planes: list[tuple[np.ndarray, np.ndarray]], patch: int, shrink: int):
+        self.planes = [p for p in planes if min(p[0].shape) >= patch]
+        if not self.planes:
+            raise DataError(f"no training image is at least {patch} pixels on a side")
+        self.patch, self.shrink = patch, shrink
+        positions = np.array(
+            [(u.shape[0] - patch + 1) * (u.shape[1] - patch + 1) for u, _ in self.planes], float
+        )
+        self.weights = positions / positions.sum()
+
+    def batch(
+        self, rng: np.random.Generator, size: int, augment: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        p, s = self.patch, self.shrink
+        inner = p - 2 * s
+        x = np.empty((size, p, p, 1), np.float32)
+        y = np.empty((size, inner, inner, 1), np.float32)
+        for i, which in enumerate(rng.choice(len(self.planes), size, p=self.weights)):
+            up, hr = self.planes[which]
+            r = rng.integers(up.shape[0] - p + 1)
+            c = rng.integers(up.shape[1] - p + 1)
+            xi, yi = up[r : r + p, c : c + p], hr[r + s : r + p - s, c + s : c + p - s]
+            if augment:
+                k = int(rng.integers(8))
+                xi, yi = dihedral(xi, k), dihedral(yi, k)
+            x[i, :, :, 0], y[i, :, :, 0] = xi, yi
+        return x, y
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (recorded in the weights' provenance)."""
+
+    data: str
+    scale: int
+    out: str
+    epochs: int = 40
+    steps_per_epoch: int = 1000
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    final_learning_rate: float = 1e-5
+    #: The paper trains the last layer 10x slower; with Adam this needs its own optimizer.
+    last_layer_lr_factor: float = 1.0
+    patch: int = 33
+    #: Flips/rotations of every sub-image, and downscaled copies of every HR image (FSRCNN).
+    augment: bool = True
+    downscales: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7, 0.6)
+    val_fraction: float = 0.1
+    seed: int = 0
+    arch: Architecture = field(default_factory=Architecture)
+    #: Weights to start from (e.g. another scale's), instead of Glorot initialisation.
+    init: str | None = None
+    checkpoint_dir: str | None = None
+
+    def checkpoint_path(self) -> Path:
+        return Path(self.checkpoint_dir or f"{self.out}.ckpt")
+
+
+@dataclass
+class Dataset:
+    sampler: PatchSampler
+    val_images: list[tuple[np.ndarray, np.ndarray]]
+    train_files: list[str]
+    val_files: list[str]
+
+
+def _downscaled(image: np.ndarray, factor: float) -> np.ndarray:
+    from PIL import Image
+
+    if factor == 1.0:
+        return image
+    size = (max(1, round(image.shape[1] * factor)), max(1, round(image.shape[0] * factor)))
+    return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
+
+
+def load_dataset(config: TrainConfig) -> Dataset:
+    """Training planes (augmented) and whole validation images, split by a seeded choice."""
+    files = image_files(config.data)
+    rng = np.random.default_rng(config.seed)
+    n_val = round(len(files) * config.val_fraction) if len(files) > 1 else 0
+    val_index = set(rng.choice(len(files), size=n_val, replace=False).tolist())
+    factors = config.downscales if config.augment else (1.0,)
+    planes, val = [], []
+    train_files, val_files = [], []
+    for i, path in enumerate(files):
+        image = read_image(path)
+        if image.ndim == 3:
+            image = image[..., :3]
+        if i in val_index:
+            val.append(make_training_pair(image, config.scale))
+            val_files.append(path.name)
+            continue
+        planes.extend(make_training_pair(_downscaled(image, f), config.scale) for f in factors)
+        train_files.append(path.name)
+    sampler = PatchSampler(planes, config.patch, config.arch.radius)
+    return Dataset(sampler, val, train_files, val_files)
+
+
+# --- training loop ---------------------------------------------------------------------------
+
+
+def learning_rate_at(config: TrainConfig, epoch: int) -> float:
+    """Cosine decay from ``learning_rate`` to ``final_learning_rate`` over the run."""
+    t = epoch / max(config.epochs - 1, 1)
+    lo, hi = config.final_learning_rate, config.learning_rate
+    return lo + 0.5 * (hi - lo) * (1.0 + math.cos(math.pi * t))
+
+
+def psnr_valid(model, images: list[tuple[np.ndarray, np.ndarray]], shrink: int) -> float:
+    """Mean PSNR (dB, luma in [0, 1]) of the 'valid' model on whole validation images."""
+    scores = []
+    for up, hr in images:
+        pred = np.asarray(model(up[None, :, :, None], training=False))[0, :, :, 0]
+        target = hr[shrink : hr.shape[0] - shrink, shrink : hr.shape[1] - shrink]
+        mse = float(np.mean((np.clip(pred, 0, 1) - target) ** 2))
+        scores.append(10 * math.log10(1.0 / max(mse, 1e-12)))
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+class _Log:
+    def __init__(self, path: Path, echo: Callable[[str], None]) -> None:
+        self.path, self.echo = path, echo
+
+    def __call__(self, message: str) -> None:
+        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        with self.path.open("a") as f:
+            f.write(f"{stamp} {message}\n")
+        self.echo(message)
+
+
+def _save_checkpoint(path: Path, model, optimizers, state: dict[str, Any]) -> None:
+    arrays = {f"model_{i}": np.asarray(v) for i, v in enumerate(model.weights)}
+    for k, optimizer in enumerate(optimizers):
+        arrays.update({f"opt{k}_{i}": np.asarray(v) for i, v in enumerate(optimizer.variables)})
+    meta = np.frombuffer(json.dumps(state).encode(), np.uint8)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        np.savez(f, state=meta, **arrays)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, model, optimizers) -> dict[str, Any]:
+    with np.load(path, allow_pickle=False) as ckpt:
+        for i, variable in enumerate(model.weights):
+            variable.assign(ckpt[f"model_{i}"])
+        for k, optimizer in enumerate(optimizers):
+            for i, variable in enumerate(optimizer.variables):
+                variable.assign(ckpt[f"opt{k}_{i}"])
+        return json.loads(ckpt["state"].tobytes().decode())
+
+
+def train(
+    config: TrainConfig,
+    resume: bool = True,
+    echo: Callable[[str], None] = print,
+    progress: bool | None = None,
+) -> SRCNNWeights:
+    """Train, checkpointing every epoch; returns (and writes to ``config.out``) the weights."""
+    tf, keras = _import_keras()
+    ckpt_dir = config.checkpoint_path()
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_file = ckpt_dir / "checkpoint.npz"
+    log = _Log(ckpt_dir / "train.log", echo)
+    keras.utils.set_random_seed(config.seed)
+
+    t0 = time.perf_counter()
+    data = load_dataset(config)
+    log(
+        f"data: {len(data.train_files)} train images -> {len(data.sampler.planes)} planes "
+        f"(augment={config.augment}), sub-images {config.patch}x{config.patch}, "
+        f"{len(data.val_files)} validation images ({time.perf_counter() - t0:.1f} s)"
+    )
+    model = build_keras_model(config.arch, padding="valid")
+    if config.init:
+        set_model_weights(model, SRCNNWeights.load(config.init))
+    body, head = model.trainable_variables[:-2], model.trainable_variables[-2:]
+    optimizers = [
+        keras.optimizers.Adam(learning_rate=config.learning_rate),
+        keras.optimizers.Adam(learning_rate=config.learning_rate * config.last_layer_lr_factor),
+    ]
+    optimizers[0].build(body)
+    optimizers[1].build(head)
+    state: dict[str, Any] = {"epoch": 0, "history": [], "seconds": 0.0}
+    if resume and ckpt_file.exists():
+        state = _load_checkpoint(ckpt_file, model, optimizers)
+        log(f"resumed from {ckpt_file} after epoch {state['epoch']}")
+
+    @tf.function(jit_compile=True)
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(x, training=True) - y))
+        grads = tape.gradient(loss, body + head)
+        optimizers[0].apply_gradients(zip(grads[:-2], body, strict=True))
+        optimizers[1].apply_gradients(zip(grads[-2:], head, strict=True))
+        return loss
+
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    for epoch in range(state["epoch"], config.epochs):
+        lr = learning_rate_at(config, epoch)
+        optimizers[0].learning_rate.assign(lr)
+        optimizers[1].learning_rate.assign(lr * config.last_layer_lr_factor)
+        rng = np.random.default_rng([config.seed, epoch])
+        start = time.perf_counter()
+        steps = range(config.steps_per_epoch)
+        if show_bar:
+            from tqdm import tqdm
+
+            steps = tqdm(steps, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False)
+        total = 0.0
+        for _ in steps:
+            x, y = data.sampler.batch(rng, config.batch_size, config.augment)
+            total += float(step(x, y))
+        seconds = time.perf_counter() - start
+        val_psnr = psnr_valid(model, data.val_images, config.arch.radius)
+        train_psnr = 10 * math.log10(1.0 / max(total / config.steps_per_epoch, 1e-12))
+        state["epoch"] = epoch + 1
+        state["seconds"] += seconds
+        state["history"].append(
+            {"epoch": epoch + 1, "lr": lr, "train_psnr": train_psnr, "val_psnr": val_psnr}
+        )
+        _save_checkpoint(ckpt_file, model, optimizers, state)
+        patches = config.steps_per_epoch * config.batch_size
+        log(
+            f"epoch {epoch + 1}/{config.epochs}: lr {lr:.2e}, train {train_psnr:.2f} dB, "
+            f"val {val_psnr:.2f} dB, {patches / seconds:.0f} patches/s, {seconds:.0f} s"
+        )
+
+    history = state["history"]
+    provenance = {
+        "recipe": "srcnn-fast train",
+        "config": {**asdict(config), "arch": asdict(config.arch)},
+        "train_images": data.train_files,
+        "val_images": data.val_files,
+        "epochs": state["epoch"],
+        "train_seconds": round(state["seconds"], 1),
+        "val_psnr_db": history[-1]["val_psnr"] if history else None,
+        "framework": f"keras {keras.__version__}, tensorflow {tf.__version__}",
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+    }
+    weights = weights_from_model(model, config.scale, provenance)
+    weights.save(config.out)
+    log(f"wrote {config.out}")
+    return weights

@@ -1,0 +1,139 @@
+"""Training: data made as inference sees it, a short real run, resume, and the CLI."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_close
+
+from srcnn_fast import imageops
+from srcnn_fast.cli import main
+from srcnn_fast.imagefile import write_image
+from srcnn_fast.model import Architecture, SRCNNWeights
+from srcnn_fast.train import (
+    PatchSampler,
+    TrainConfig,
+    dihedral,
+    learning_rate_at,
+    make_training_pair,
+    train,
+)
+
+pytest.importorskip("tensorflow")
+
+TINY = Architecture(f1=3, n1=8, f2=1, n2=4, f3=3)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five smooth synthetic RGB images (no dependency on ../shared/data)."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:60, 0:72] / 9.0
+    for i in range(5):
+        phase = rng.random(3) * 6
+        rgb = 0.5 + 0.4 * np.sin(xx[..., None] * (1 + i / 3) + yy[..., None] + phase)
+        write_image(root / f"img{i}.png", (rgb * 255).astype(np.uint8))
+    return root
+
+
+def test_training_pair_is_what_inference_sees() -> None:
+    from PIL import Image
+
+    hr = np.random.default_rng(1).integers(0, 256, (31, 40, 3)).astype(np.uint8)
+    up, hr_y = make_training_pair(hr, 3)
+    assert up.shape == hr_y.shape == (30, 39)
+    lr = np.asarray(Image.fromarray(hr[:30, :39]).resize((13, 10), Image.Resampling.BICUBIC))
+    expected = imageops.bicubic_upscale(imageops.rgb_to_luma(imageops.to_float(lr)), 3)
+    assert_close(up, expected, 0.0, "upscaled LR luma")
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_patches_align_with_the_valid_output(augment: bool) -> None:
+    up = np.arange(40 * 50, dtype=np.float32).reshape(40, 50)
+    sampler = PatchSampler([(up, up + 0.5), (up[:30, :20], up[:30, :20] + 0.5)], 17, 6)
+    x, y = sampler.batch(np.random.default_rng(0), 64, augment)
+    assert x.shape == (64, 17, 17, 1) and y.shape == (64, 5, 5, 1)
+    np.testing.assert_array_equal(y, x[:, 6:-6, 6:-6] + 0.5)
+    kinds = {tuple(np.sign(np.diff(b[:, :, 0], axis=a)[0, 0]) for a in (0, 1)) for b in x}
+    assert len(kinds) == (4 if augment else 1), kinds
+
+
+def test_dihedral_group() -> None:
+    a = np.arange(6).reshape(2, 3)
+    seen = {dihedral(a, k).tobytes() + bytes(dihedral(a, k).shape) for k in range(8)}
+    assert len(seen) == 8
+
+
+def test_learning_rate_schedule() -> None:
+    config = TrainConfig(
+        data="", scale=2, out="", epochs=5, learning_rate=1e-3, final_learning_rate=1e-5
+    )
+    rates = [learning_rate_at(config, e) for e in range(5)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-5)
+    assert all(a > b for a, b in itertools.pairwise(rates))
+
+
+def test_short_run_resumes_and_records_provenance(folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "w.npz"
+    config = TrainConfig(
+        data=str(folder),
+        scale=2,
+        out=str(out),
+        epochs=1,
+        batch_size=8,
+        steps_per_epoch=20,
+        patch=17,
+        val_fraction=0.2,
+        arch=TINY,
+        last_layer_lr_factor=0.1,
+    )
+    lines: list[str] = []
+    first = train(config, echo=lines.append, progress=False)
+    assert first.arch == TINY and out.exists()
+    config.epochs = 2
+    second = train(config, echo=lines.append, progress=False)
+    log = (tmp_path / "w.npz.ckpt" / "train.log").read_text()
+    assert "resumed from" in log and "epoch 2/2" in log and "epoch 1/2" not in log
+    assert not np.array_equal(first.w1, second.w1), "the resumed run kept training"
+    loaded = SRCNNWeights.load(out)
+    prov = loaded.provenance
+    assert prov["epochs"] == 2 and len(prov["val_images"]) == 1 and len(prov["train_images"]) == 4
+    assert prov["config"]["seed"] == 0 and np.isfinite(prov["val_psnr_db"])
+    json.dumps(prov)
+
+
+def test_train_command(folder: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "cli.npz"
+    argv = [
+        "train",
+        "--data",
+        str(folder),
+        "--scale",
+        "3",
+        "--out",
+        str(out),
+        "--epochs",
+        "1",
+        "--patch",
+        "21",
+        "--steps",
+        "5",
+        "--f1",
+        "3",
+        "--n1",
+        "4",
+        "--n2",
+        "4",
+        "--f3",
+        "3",
+    ]
+    assert main(argv) == 0
+    assert SRCNNWeights.load(out).scale == 3
+    assert "epoch 1/1" in capsys.readouterr().out
+    assert main(["train", "--data", str(tmp_path / "none"), "--scale", "3", "--out", str(out)]) == 1
+    assert main([*argv[:9], "--f1", "4"]) == 2
