@@ -144,10 +144,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .infer import Upscaler
 
     upscaler = Upscaler(scale=args.scale, weights=args.weights, backend=args.backend)
-    result = evaluate(
-        args.data, upscaler.scale, {"bicubic": bicubic_upscaler(upscaler.scale), "SRCNN": upscaler}
-    )
+    methods = {"bicubic": bicubic_upscaler(upscaler.scale), "SRCNN": upscaler}
+    result = evaluate(args.data, upscaler.scale, methods, keep_images=bool(args.figure))
     print(result.table())
+    if args.figure:
+        from .figure import comparison_figure
+
+        print(f"figure: {comparison_figure(result, args.figure)}")
+    return EXIT_OK
+
+
+# --- info ------------------------------------------------------------------------------------
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .backends import BACKEND_NAMES, available_backends, backend_details, explain_auto
+    from .infer import SHIPPED_SCALES, shipped_weights_path
+    from .model import SRCNNWeights
+
+    print(f"srcnn-fast {__version__}")
+    print("backends, fastest first:")
+    available, details = available_backends(), backend_details()
+    for name in BACKEND_NAMES:
+        state = details[name] if available[name] is None else f"unavailable: {available[name]}"
+        print(f"  {name:<10} {state}")
+    chosen, why = explain_auto()
+    print(f"auto -> {chosen}: {why}; override with --backend or SRCNN_FAST_BACKEND")
+    for scale in SHIPPED_SCALES:
+        weights = SRCNNWeights.load(shipped_weights_path(scale))
+        val = weights.provenance.get("val_psnr_db")
+        trained = f", validation {val:.2f} dB" if isinstance(val, float) else ""
+        print(f"weights x{scale}: SRCNN {weights.arch.name}{trained} ({weights.source})")
     return EXIT_OK
 
 
@@ -173,7 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--backend",
             default="auto",
-            help="auto (default; env SRCNN_FAST_BACKEND overrides), reference",
+            help="auto (default: the fastest available; env SRCNN_FAST_BACKEND overrides), "
+            "cpu, reference",
         )
 
     p = sub.add_parser("upscale", help="upscale image files")
@@ -210,11 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive_int, default=16)
     p.add_argument("--lr", type=float, default=1e-3, help="initial Adam rate (cosine decay)")
     p.add_argument("--final-lr", type=float, default=1e-5, help="Adam rate at the last epoch")
-    p.add_argument("--last-layer-lr", type=float, default=1.0,
-                   help="factor on the last layer's rate (the paper: 0.1)")
+    p.add_argument(
+        "--last-layer-lr",
+        type=float,
+        default=1.0,
+        help="factor on the last layer's rate (the paper: 0.1)",
+    )
     p.add_argument("--patch", type=_positive_int, default=33, help="sub-image size")
-    p.add_argument("--no-augment", action="store_true",
-                   help="no flips/rotations or downscaled copies")
+    p.add_argument(
+        "--no-augment", action="store_true", help="no flips/rotations or downscaled copies"
+    )
     p.add_argument("--init", help="start from these weights (e.g. another scale's)")
     p.add_argument(
         "--val-fraction",
@@ -234,9 +267,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("info", help="backends available here, the one auto picks, and why")
+    p.set_defaults(func=cmd_info)
+
     p = sub.add_parser("eval", help="PSNR/SSIM on a benchmark folder (paper protocol)")
     p.add_argument("--data", required=True, help="e.g. ../shared/data/Set5")
     add_model_options(p, 3)
+    p.add_argument(
+        "--figure",
+        metavar="PNG",
+        help="also write side-by-side crops (bicubic / SRCNN / ground truth)",
+    )
     p.set_defaults(func=cmd_eval)
     return parser
 

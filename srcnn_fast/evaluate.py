@@ -104,6 +104,8 @@ class Scores:
 class EvalRow:
     name: str
     methods: dict[str, Scores] = field(default_factory=dict)
+    #: Outputs per method plus ``"ground truth"``, kept only when asked (for figures).
+    images: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -152,8 +154,13 @@ def bicubic_upscaler(scale: int) -> ImageUpscaler:
     return run
 
 
-def evaluate(folder: str | Path, scale: int, methods: dict[str, ImageUpscaler]) -> EvalResult:
-    """Score every method on every pair of the folder."""
+def evaluate(
+    folder: str | Path,
+    scale: int,
+    methods: dict[str, ImageUpscaler],
+    keep_images: bool = False,
+) -> EvalResult:
+    """Score every method on every pair of the folder (keeping the outputs if asked)."""
     rows = []
     for pair in find_pairs(folder, scale):
         lr, hr = read_image(pair.lr), read_image(pair.hr)
@@ -165,5 +172,9 @@ def evaluate(folder: str | Path, scale: int, methods: dict[str, ImageUpscaler]) 
                     f"{pair.lr}: upscaled to {out.shape}, but {pair.hr.name} is {hr.shape}"
                 )
             row.methods[method] = Scores(*score(out, hr, scale))
+            if keep_images:
+                row.images[method] = out
+        if keep_images:
+            row.images["ground truth"] = hr
         rows.append(row)
     return EvalResult(Path(folder).name, scale, rows)

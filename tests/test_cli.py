@@ -131,3 +131,12 @@ def test_eval_prints_the_table(data_dir: Path, capsys) -> None:
     assert main(["eval", "--data", str(data_dir / "Set5"), "--scale", "4"]) == 0
     out = capsys.readouterr().out
     assert "bicubic PSNR" in out and "SRCNN PSNR" in out and out.count("img_00") == 5
+
+
+def test_info_shows_backends_and_the_choice(monkeypatch, capsys) -> None:
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "cpu " in out and "reference " in out and "auto -> cpu" in out
+    monkeypatch.setenv("SRCNN_FAST_BACKEND", "reference")
+    assert main(["info"]) == 0
+    assert "auto -> reference: set by SRCNN_FAST_BACKEND=reference" in capsys.readouterr().out

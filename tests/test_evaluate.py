@@ -57,3 +57,24 @@ def test_bicubic_reproduces_the_protocol(dataset: str, scale: int, data_dir) -> 
     result = evaluate(data_dir / dataset, scale, {"bicubic": bicubic_upscaler(scale)})
     mean = result.mean("bicubic").psnr
     assert abs(mean - BICUBIC[dataset, scale]) <= 0.02, f"{dataset} x{scale}: {mean:.3f} dB"
+
+
+def test_eval_figure_shows_crops_of_each_method(data_dir, tmp_path) -> None:
+    from srcnn_fast.cli import main
+    from srcnn_fast.imagefile import read_image
+
+    out = tmp_path / "crops.png"
+    argv = ["eval", "--data", str(data_dir / "Set5"), "--scale", "3", "--figure", str(out)]
+    assert main([*argv, "--backend", "cpu"]) == 0
+    figure = read_image(out)
+    # 5 images x (label + 72 px crop x3), 3 methods side by side.
+    assert figure.shape[0] > 5 * 216 and figure.shape[1] >= 3 * 216 and figure.shape[2] == 3
+
+
+def test_best_window_finds_the_difference() -> None:
+    from srcnn_fast.figure import best_window
+
+    a = np.zeros((50, 60, 3), np.uint8)
+    b = a.copy()
+    b[30:40, 41:51] = 200
+    assert best_window(a, b, 10) == (30, 41)

@@ -108,7 +108,7 @@ def test_weights_errors(tmp_path) -> None:
 
 
 def test_backend_selection(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert resolve_backend_name("auto") == "reference"
+    assert resolve_backend_name("auto") == "cpu"
     with pytest.raises(BackendError, match="unknown backend 'nope'"):
         resolve_backend_name("nope")
     monkeypatch.setenv(BACKEND_ENV, "nope")

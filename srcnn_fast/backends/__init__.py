@@ -19,18 +19,60 @@ from ..model import SRCNNWeights
 #: Environment variable that overrides ``backend="auto"``.
 BACKEND_ENV = "SRCNN_FAST_BACKEND"
 #: Every backend name, fastest first: ``auto`` picks the first one available.
-BACKEND_NAMES = ("reference",)
+BACKEND_NAMES = ("cpu", "reference")
 
 
 class Backend(Protocol):
+    """``upscale_luma`` is required. A backend that runs the whole pipeline itself (CUDA)
+    also has ``upscale_pixels(image) -> image``, which :class:`~srcnn_fast.infer.Upscaler`
+    prefers so that only packed pixels cross the bus."""
+
     name: str
 
     def upscale_luma(self, luma: np.ndarray) -> np.ndarray: ...
 
 
+def _cpu_problem() -> str | None:
+    try:
+        import numba  # noqa: F401
+    except ImportError as exc:
+        return f"Numba is not importable ({exc})"
+    return None
+
+
 def available_backends() -> dict[str, str | None]:
     """Each backend name -> None if usable here, else the reason it is not."""
-    return {"reference": None}
+    return {"cpu": _cpu_problem(), "reference": None}
+
+
+def backend_details() -> dict[str, str]:
+    """Each available backend name -> a line on how it runs here (for ``srcnn-fast info``)."""
+    details = {"reference": f"NumPy {np.__version__} (the oracle; BLAS-threaded matrix products)"}
+    if available_backends()["cpu"] is None:
+        import numba
+
+        from .cpu import cache_dir, is_cached
+        from .simd import W
+
+        isa = {16: "AVX-512", 8: "AVX2/SSE"}.get(W, "generic")
+        state = "compiled" if is_cached() else "not compiled yet (first use compiles)"
+        details["cpu"] = (
+            f"Numba {numba.__version__}, {W}-lane SIMD ({isa}), {numba.get_num_threads()} "
+            f"threads; kernels {state} in {cache_dir()}"
+        )
+    return details
+
+
+def explain_auto() -> tuple[str, str]:
+    """(backend that ``auto`` picks, why) for this process."""
+    forced = os.environ.get(BACKEND_ENV, "").strip()
+    if forced and forced != "auto":
+        return resolve_backend_name(forced), f"set by {BACKEND_ENV}={forced}"
+    available = available_backends()
+    skipped = [f"{n}: {available[n]}" for n in BACKEND_NAMES if available[n] is not None]
+    chosen = resolve_backend_name("auto")
+    why = "the fastest backend available here"
+    return chosen, why + (f" (unavailable: {'; '.join(skipped)})" if skipped else "")
 
 
 def resolve_backend_name(name: str = "auto") -> str:
@@ -51,6 +93,10 @@ def resolve_backend_name(name: str = "auto") -> str:
 def create_backend(name: str, weights: SRCNNWeights) -> Backend:
     """Build the named backend (``auto`` resolved) for these weights."""
     name = resolve_backend_name(name)
+    if name == "cpu":
+        from .cpu import CpuBackend
+
+        return CpuBackend(weights)
     if name == "reference":
         from .reference import ReferenceBackend
 

@@ -1,0 +1,91 @@
+"""Speed of our backends against peers, in one run, per LR size and scale.
+
+Our backends start from the LR luma plane (bicubic included); peers get the already-upscaled
+plane. Every implementation's output is checked against the NumPy reference (float32 max-abs
+1e-4) before it is timed; a peer that is not installed is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+
+import numpy as np
+import pytest
+from conftest import make_lr_plane
+from peers import GPU_PEERS, PEERS
+
+from srcnn_fast import imageops
+from srcnn_fast.backends import available_backends, create_backend
+from srcnn_fast.backends.reference import ReferenceBackend
+from srcnn_fast.infer import shipped_weights_path
+from srcnn_fast.model import SRCNNWeights
+
+SIZES = [(256, 256), (640, 360), (1280, 720)]
+#: On a GPU also a 4K output (the CUDA target: 1920x1080 x2 = 3840x2160).
+GPU_SIZES = [(1920, 1080)]
+SCALES = [2, 3, 4]
+OURS = ["cuda", "cpu", "reference"]
+ATOL = 1e-4
+CASES = [(size, scale, impl) for size in SIZES for scale in SCALES for impl in [*OURS, *PEERS]]
+CASES += [(size, 2, impl) for size in GPU_SIZES for impl in ["cuda", *sorted(GPU_PEERS)]]
+
+
+@functools.cache
+def case(size: tuple[int, int], scale: int):
+    """Shipped weights, LR plane, upscaled plane and the reference output (computed once)."""
+    weights = SRCNNWeights.load(shipped_weights_path(scale))
+    lr = make_lr_plane(*size)
+    upscaled = imageops.bicubic_upscale(lr, scale)
+    return weights, lr, upscaled, ReferenceBackend(weights).network(upscaled)
+
+
+def peer(impl: str, weights: SRCNNWeights):
+    """A fresh runner per test: engines keep arenas sized by their largest run, and a 5120x2880
+    output needs ~10 GB of feature maps, so no runner may outlive its test."""
+    module, factory = PEERS[impl]
+    pytest.importorskip(module, reason=f"{impl} is not installed")
+    try:
+        return factory(weights)
+    except Exception as exc:  # an engine that cannot express the network is skipped, not hidden
+        pytest.skip(f"{impl} cannot run this network: {type(exc).__name__}: {exc}"[:300])
+
+
+@pytest.mark.parametrize(
+    ("size", "scale", "impl"),
+    CASES,
+    ids=[f"{w}x{h}-x{s}-{impl}" for (w, h), s, impl in CASES],
+)
+def test_speed(benchmark, size: tuple[int, int], scale: int, impl: str) -> None:
+    weights, lr, upscaled, expected = case(size, scale)
+    if impl in OURS:
+        reason = available_backends().get(impl, f"this version has no {impl} backend")
+        if reason:
+            pytest.skip(f"backend {impl} unavailable: {reason}")
+        if size in GPU_SIZES and impl != "cuda":
+            pytest.skip("the 4K group is for GPU implementations")
+        if impl == "reference" and size != SIZES[0]:
+            pytest.skip(
+                "the reference is timed at 256x256 only (it is the oracle, not a contender)"
+            )
+        holder = [create_backend(impl, weights).upscale_luma]
+        plane = lr
+        kind = "ours"
+    else:
+        holder = [peer(impl, weights)]
+        plane = upscaled
+        kind = "gpu-peer" if impl in GPU_PEERS else "peer"
+
+    def run() -> np.ndarray:
+        return holder[0](plane)
+
+    got = run()  # also the warm-up: compiles, allocates, builds plans
+    diff = float(np.abs(got - expected).max())
+    assert diff <= ATOL, f"{impl} {size} x{scale}: max |diff| {diff:.3g} vs the reference"
+    benchmark.group = f"{size[0]}x{size[1]} x{scale}"
+    benchmark.extra_info.update(impl=impl, kind=kind, pixels=int(expected.size), max_diff=diff)
+    rounds = max(3, min(10, int(2e7 / expected.size)))
+    del got
+    benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=0)
+    holder.clear()  # the benchmark session keeps `run`; drop the engine it points to
+    gc.collect()

@@ -1,0 +1,129 @@
+"""The fused Numba backend against the NumPy reference.
+
+Tolerance: float32 max-abs 1e-4 on the network output (the issue's bound). The fused kernel
+folds bicubic into conv1 (the weights are products summed in float64, then rounded to float32)
+and sums in another order with FMAs, so it differs from the reference by float32 rounding only:
+about 1e-7 on O(1) outputs (printed on failure). 8-bit results must be equal, or 1 LSB apart
+(a value within rounding of a .5 boundary) on fewer than 0.1% of pixels.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO, assert_close
+
+from srcnn_fast.backends.cpu import CpuBackend
+from srcnn_fast.backends.reference import ReferenceBackend
+from srcnn_fast.infer import Upscaler
+from srcnn_fast.model import Architecture, SRCNNWeights
+from srcnn_fast.polyphase import axis_geometry
+
+ATOL = 1e-4
+SHAPES = [(1, 1), (1, 7), (5, 1), (2, 3), (9, 11), (17, 40), (33, 70)]
+
+
+@pytest.mark.parametrize("scale", [1, 2, 3, 4, 5])
+def test_matches_reference_every_scale_and_size(scale: int) -> None:
+    weights = SRCNNWeights.random(scale=scale, seed=scale)
+    cpu, ref = CpuBackend(weights), ReferenceBackend(weights)
+    rng = np.random.default_rng(scale)
+    for shape in SHAPES:
+        luma = rng.random(shape, dtype=np.float32)
+        assert_close(cpu.upscale_luma(luma), ref.upscale_luma(luma), ATOL, f"x{scale} {shape}")
+
+
+@pytest.mark.parametrize(
+    "arch",
+    [
+        Architecture(f1=3, n1=8, f2=1, n2=4, f3=3),
+        Architecture(f1=5, n1=20, f2=1, n2=12, f3=1),
+        Architecture(f1=11, n1=33, f2=1, n2=17, f3=7),
+        Architecture(f2=5),  # 9-5-5: conv2 is not 1x1, served by the general path
+    ],
+    ids=lambda a: a.name,
+)
+def test_other_architectures(arch: Architecture) -> None:
+    weights = SRCNNWeights.random(arch, scale=3, seed=7)
+    luma = np.random.default_rng(7).random((13, 29), dtype=np.float32)
+    got = CpuBackend(weights).upscale_luma(luma)
+    assert_close(got, ReferenceBackend(weights).upscale_luma(luma), ATOL, arch.name)
+
+
+def test_threads_and_buffer_reuse() -> None:
+    weights = SRCNNWeights.random(scale=2, seed=3)
+    ref = ReferenceBackend(weights)
+    rng = np.random.default_rng(3)
+    one, many = CpuBackend(weights, threads=1), CpuBackend(weights, threads=5)
+    for shape in [(20, 30), (7, 8), (20, 30)]:  # sizes change between calls; plans are reused
+        luma = rng.random(shape, dtype=np.float32)
+        expected = ref.upscale_luma(luma)
+        assert_close(one.upscale_luma(luma), expected, ATOL, f"1 band {shape}")
+        assert_close(many.upscale_luma(luma), expected, ATOL, f"5 bands {shape}")
+    assert len(many._plans) == 2
+
+
+def test_polyphase_interior_classes_depend_only_on_the_phase() -> None:
+    for scale in (2, 3, 4):
+        geo = axis_geometry(40, scale, 9)
+        t = geo.weights.shape[2]
+        assert t == {2: 8, 3: 7, 4: 6}[scale]  # LR window of the folded conv1
+        assert np.all(geo.classes[geo.interior] == np.flatnonzero(geo.interior) % scale)
+        assert np.allclose(geo.weights.sum(axis=2), 1.0)  # bicubic weights of every row
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_shipped_weights_on_real_images_8_bit(scale: int, sample_image: np.ndarray) -> None:
+    cpu = Upscaler(scale, backend="cpu")
+    ref = Upscaler(scale, backend="reference")
+    a, b = cpu(sample_image).astype(int), ref(sample_image).astype(int)
+    diff = np.abs(a - b)
+    assert diff.max() <= 1, f"x{scale}: max diff {diff.max()} LSB"
+    share = float(np.mean(diff > 0))
+    assert share < 1e-3, f"x{scale}: {share:.4%} of 8-bit samples differ by 1 LSB"
+    luma = sample_image[..., 1].astype(np.float32) / 255
+    assert_close(cpu(luma), ref(luma), ATOL, f"shipped x{scale}, float luma")
+
+
+def test_eight_lane_code_path_in_a_subprocess(tmp_path) -> None:
+    # The vector width follows the CPU (16 with AVX-512, else 8); force the other width so both
+    # code paths are checked on any machine. Its own cache folder keeps the widths apart.
+    code = (
+        "import numpy as np;"
+        "from srcnn_fast.backends import simd;"
+        "from srcnn_fast.backends.cpu import CpuBackend;"
+        "from srcnn_fast.backends.reference import ReferenceBackend;"
+        "from srcnn_fast.model import SRCNNWeights;"
+        "w = SRCNNWeights.random(scale=3, seed=1);"
+        "x = np.random.default_rng(1).random((19, 37), dtype=np.float32);"
+        "d = np.abs(CpuBackend(w).upscale_luma(x) - ReferenceBackend(w).upscale_luma(x)).max();"
+        "print(simd.W, d); assert d <= 1e-4, d"
+    )
+    env = dict(os.environ, SRCNN_FAST_SIMD_WIDTH="8", NUMBA_CACHE_DIR=str(tmp_path))
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.split()[0] == "8"
+
+
+def test_first_run_says_it_is_compiling_then_uses_the_cache(tmp_path) -> None:
+    code = (
+        "import numpy as np, srcnn_fast.infer as i;"
+        "i.Upscaler(2, backend='cpu')(np.zeros((9, 9, 3), np.uint8))"
+    )
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+        )
+        for _ in range(2)
+    ]
+    assert all(r.returncode == 0 for r in runs), runs[0].stderr + runs[1].stderr
+    assert "compiling the CPU kernels" in runs[0].stderr and str(tmp_path) in runs[0].stderr
+    assert "compiling" not in runs[1].stderr, runs[1].stderr
+    assert list(tmp_path.rglob("*_forward*.nbi")), "kernels cached in the per-user folder"
