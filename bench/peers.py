@@ -96,46 +96,17 @@ def tensorflow_peer(weights: SRCNNWeights) -> Runner:
     return lambda plane: forward(plane[None, :, :, None]).numpy()[0, :, :, 0]
 
 
-def pytorch_peer(weights: SRCNNWeights) -> Runner:
+def _torch_runner(weights: SRCNNWeights, device: str, memory_format) -> Runner:
+    """The network in PyTorch (replicate pad + conv2d per layer) on ``device``."""
     import torch
     import torch.nn.functional as F
 
-    torch.set_num_threads(THREADS)
-    layers = [
-        (torch.from_numpy(k.transpose(3, 2, 0, 1).copy()), torch.from_numpy(b), relu)
-        for k, b, relu in _layers(weights)
-    ]
-
-    def run(plane: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            x = torch.from_numpy(plane)[None, None]
-            for kernel, bias, relu in layers:
-                r = (kernel.shape[-1] - 1) // 2
-                if r:
-                    x = F.pad(x, (r, r, r, r), mode="replicate")
-                x = F.conv2d(x, kernel, bias)
-                if relu:
-                    x = F.relu(x)
-            return x[0, 0].numpy()
-
-    return run
-
-
-def cudnn_peer(weights: SRCNNWeights, channels_last: bool) -> Runner:
-    """cuDNN through PyTorch on the GPU, TF32 allowed (its fastest FP32-input mode)."""
-    import torch
-    import torch.nn.functional as F
-
-    if not torch.cuda.is_available():
-        raise RuntimeError("PyTorch sees no CUDA GPU")
-    torch.backends.cudnn.benchmark = True
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
     layers = [
         (
-            torch.from_numpy(k.transpose(3, 2, 0, 1).copy()).cuda().to(memory_format=fmt),
-            torch.from_numpy(b).cuda(),
+            torch.from_numpy(k.transpose(3, 2, 0, 1).copy()).to(
+                device, memory_format=memory_format
+            ),
+            torch.from_numpy(b).to(device),
             relu,
         )
         for k, b, relu in _layers(weights)
@@ -143,7 +114,7 @@ def cudnn_peer(weights: SRCNNWeights, channels_last: bool) -> Runner:
 
     def run(plane: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            x = torch.from_numpy(plane).cuda()[None, None].to(memory_format=fmt)
+            x = torch.from_numpy(plane).to(device)[None, None].to(memory_format=memory_format)
             for kernel, bias, relu in layers:
                 r = (kernel.shape[-1] - 1) // 2
                 if r:
@@ -151,10 +122,29 @@ def cudnn_peer(weights: SRCNNWeights, channels_last: bool) -> Runner:
                 x = F.conv2d(x, kernel, bias)
                 if relu:
                     x = F.relu(x)
-            result = x[0, 0].cpu().numpy()
-            return result
+            return x[0, 0].cpu().numpy()
 
     return run
+
+
+def pytorch_peer(weights: SRCNNWeights) -> Runner:
+    import torch
+
+    torch.set_num_threads(THREADS)
+    return _torch_runner(weights, "cpu", torch.contiguous_format)
+
+
+def cudnn_peer(weights: SRCNNWeights, channels_last: bool) -> Runner:
+    """cuDNN through PyTorch on the GPU, TF32 allowed (its fastest FP32-input mode)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("PyTorch sees no CUDA GPU")
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return _torch_runner(weights, "cuda", fmt)
 
 
 #: name -> (module that must import, factory)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -69,6 +70,61 @@ PIXELS = 2 * W
 CHANNELS = 8
 
 
+class _Net(NamedTuple):
+    """The network's arrays (channels zero-padded to n1p, n2p) and sizes."""
+
+    t_size: int
+    n1p: int
+    n2p: int
+    f3: int
+    b1: np.ndarray
+    w2: np.ndarray  # [n1p][n2p]
+    b2: np.ndarray
+    w3: np.ndarray  # [f3][f3][n2p]
+    b3: np.float32
+
+
+class _Geometry(NamedTuple):
+    """Everything that depends on the input size: padded LR copy, classes, folded conv1."""
+
+    lr: np.ndarray  # lr_h rows of lr_stride floats, lr_pad replicated columns each side
+    lr_stride: int
+    lr_pad: int
+    lr_h: int
+    lr_w: int
+    scale: int
+    k1: np.ndarray  # folded conv1 [row class][column class][T][T][n1p]
+    n_col_classes: int
+    row_class: np.ndarray
+    row_base: np.ndarray
+    col_class: np.ndarray
+    col_base: np.ndarray
+    col_interior: np.ndarray
+    phase_col_base: np.ndarray  # window start - j for interior column s*j + q
+    ring_plane: int  # floats per (ring row, channel, phase) plane
+    ring_pad: int  # plane index of HR column 0's block
+
+
+class _Scratch(NamedTuple):
+    """Per-band buffers (first axis: band), allocated once per input size."""
+
+    rings: np.ndarray  # [band][f3 rows][n2p][scale planes][ring_plane]
+    f1s: np.ndarray
+    f2s: np.ndarray
+    row_offs: np.ndarray
+    pix1s: np.ndarray
+    pix2s: np.ndarray
+    partials: np.ndarray
+
+
+class _BandScratch(NamedTuple):
+    f1: np.ndarray
+    f2: np.ndarray
+    row_off: np.ndarray
+    pix1: np.ndarray
+    pix2: np.ndarray
+
+
 def _round_up(n: int, m: int) -> int:
     return (n + m - 1) // m * m
 
@@ -78,6 +134,44 @@ def _clamp(i, lo, hi):
     return min(max(i, lo), hi)
 
 
+@njit(cache=True, inline="always")
+def _zero_2x8():
+    z = vzero()
+    return (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
+
+
+@njit(cache=True, inline="always")
+def _fma_2x8(p0, p1, weights, k, acc):
+    """The register block's step: acc[i] += p0 * w[k + i], acc[8 + i] += p1 * w[k + i].
+
+    16 accumulators (2 pixel vectors x 8 channels) stay in SIMD registers across the whole
+    loop that calls this; each broadcast weight feeds two FMAs, each pixel vector eight.
+    """
+    w0 = vbroadcast_at(weights, k)
+    w1 = vbroadcast_at(weights, k + 1)
+    w2 = vbroadcast_at(weights, k + 2)
+    w3 = vbroadcast_at(weights, k + 3)
+    w4 = vbroadcast_at(weights, k + 4)
+    w5 = vbroadcast_at(weights, k + 5)
+    w6 = vbroadcast_at(weights, k + 6)
+    w7 = vbroadcast_at(weights, k + 7)
+    return (
+        vfma(p0, w0, acc[0]), vfma(p0, w1, acc[1]), vfma(p0, w2, acc[2]), vfma(p0, w3, acc[3]),
+        vfma(p0, w4, acc[4]), vfma(p0, w5, acc[5]), vfma(p0, w6, acc[6]), vfma(p0, w7, acc[7]),
+        vfma(p1, w0, acc[8]), vfma(p1, w1, acc[9]), vfma(p1, w2, acc[10]), vfma(p1, w3, acc[11]),
+        vfma(p1, w4, acc[12]), vfma(p1, w5, acc[13]), vfma(p1, w6, acc[14]), vfma(p1, w7, acc[15]),
+    )  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def _store_2x8(out, cb, acc):
+    """Channels cb..cb+7 of the 2W-pixel block into ``out`` ([channel][2W pixels])."""
+    for i in range(8):
+        o = (cb + i) * PIXELS
+        vstore(out, o, acc[i])
+        vstore(out, o + W, acc[8 + i])
+
+
 @njit(cache=True)
 def _conv1_block(lr, row_off, shift, k1, kbase, t_size, n1p, out, cb):
     """conv1 for 2W pixels (one phase) and 8 channels starting at ``cb``; no bias/ReLU.
@@ -85,137 +179,25 @@ def _conv1_block(lr, row_off, shift, k1, kbase, t_size, n1p, out, cb):
     ``row_off[ti] + shift`` is the flat index in ``lr`` of the first LR pixel of window row ti
     for pixel 0 of the block; ``kbase`` the index of K[rc, q, 0, 0, cb] in ``k1``.
     """
-    a0 = vzero()
-    a1 = vzero()
-    a2 = vzero()
-    a3 = vzero()
-    a4 = vzero()
-    a5 = vzero()
-    a6 = vzero()
-    a7 = vzero()
-    c0 = vzero()
-    c1 = vzero()
-    c2 = vzero()
-    c3 = vzero()
-    c4 = vzero()
-    c5 = vzero()
-    c6 = vzero()
-    c7 = vzero()
+    acc = _zero_2x8()
     for ti in range(t_size):
         src = row_off[ti] + shift
         k = kbase + ti * t_size * n1p
         for tj in range(t_size):
-            p0 = vload(lr, src + tj)
-            p1 = vload(lr, src + tj + W)
-            w = vbroadcast_at(k1, k)
-            a0 = vfma(p0, w, a0)
-            c0 = vfma(p1, w, c0)
-            w = vbroadcast_at(k1, k + 1)
-            a1 = vfma(p0, w, a1)
-            c1 = vfma(p1, w, c1)
-            w = vbroadcast_at(k1, k + 2)
-            a2 = vfma(p0, w, a2)
-            c2 = vfma(p1, w, c2)
-            w = vbroadcast_at(k1, k + 3)
-            a3 = vfma(p0, w, a3)
-            c3 = vfma(p1, w, c3)
-            w = vbroadcast_at(k1, k + 4)
-            a4 = vfma(p0, w, a4)
-            c4 = vfma(p1, w, c4)
-            w = vbroadcast_at(k1, k + 5)
-            a5 = vfma(p0, w, a5)
-            c5 = vfma(p1, w, c5)
-            w = vbroadcast_at(k1, k + 6)
-            a6 = vfma(p0, w, a6)
-            c6 = vfma(p1, w, c6)
-            w = vbroadcast_at(k1, k + 7)
-            a7 = vfma(p0, w, a7)
-            c7 = vfma(p1, w, c7)
+            acc = _fma_2x8(vload(lr, src + tj), vload(lr, src + tj + W), k1, k, acc)
             k += n1p
-    o = cb * PIXELS
-    vstore(out, o, a0)
-    vstore(out, o + W, c0)
-    vstore(out, o + PIXELS, a1)
-    vstore(out, o + PIXELS + W, c1)
-    vstore(out, o + 2 * PIXELS, a2)
-    vstore(out, o + 2 * PIXELS + W, c2)
-    vstore(out, o + 3 * PIXELS, a3)
-    vstore(out, o + 3 * PIXELS + W, c3)
-    vstore(out, o + 4 * PIXELS, a4)
-    vstore(out, o + 4 * PIXELS + W, c4)
-    vstore(out, o + 5 * PIXELS, a5)
-    vstore(out, o + 5 * PIXELS + W, c5)
-    vstore(out, o + 6 * PIXELS, a6)
-    vstore(out, o + 6 * PIXELS + W, c6)
-    vstore(out, o + 7 * PIXELS, a7)
-    vstore(out, o + 7 * PIXELS + W, c7)
+    _store_2x8(out, cb, acc)
 
 
 @njit(cache=True)
 def _conv2_block(f1, w2, n1p, n2p, cb, out):
     """conv2 (1x1) for 2W pixels and 8 output channels from ``cb``: 16 accumulators over n1."""
-    a0 = vzero()
-    a1 = vzero()
-    a2 = vzero()
-    a3 = vzero()
-    a4 = vzero()
-    a5 = vzero()
-    a6 = vzero()
-    a7 = vzero()
-    c0 = vzero()
-    c1 = vzero()
-    c2 = vzero()
-    c3 = vzero()
-    c4 = vzero()
-    c5 = vzero()
-    c6 = vzero()
-    c7 = vzero()
+    acc = _zero_2x8()
     k = cb
     for i in range(n1p):
-        p0 = vload(f1, i * PIXELS)
-        p1 = vload(f1, i * PIXELS + W)
-        w = vbroadcast_at(w2, k)
-        a0 = vfma(p0, w, a0)
-        c0 = vfma(p1, w, c0)
-        w = vbroadcast_at(w2, k + 1)
-        a1 = vfma(p0, w, a1)
-        c1 = vfma(p1, w, c1)
-        w = vbroadcast_at(w2, k + 2)
-        a2 = vfma(p0, w, a2)
-        c2 = vfma(p1, w, c2)
-        w = vbroadcast_at(w2, k + 3)
-        a3 = vfma(p0, w, a3)
-        c3 = vfma(p1, w, c3)
-        w = vbroadcast_at(w2, k + 4)
-        a4 = vfma(p0, w, a4)
-        c4 = vfma(p1, w, c4)
-        w = vbroadcast_at(w2, k + 5)
-        a5 = vfma(p0, w, a5)
-        c5 = vfma(p1, w, c5)
-        w = vbroadcast_at(w2, k + 6)
-        a6 = vfma(p0, w, a6)
-        c6 = vfma(p1, w, c6)
-        w = vbroadcast_at(w2, k + 7)
-        a7 = vfma(p0, w, a7)
-        c7 = vfma(p1, w, c7)
+        acc = _fma_2x8(vload(f1, i * PIXELS), vload(f1, i * PIXELS + W), w2, k, acc)
         k += n2p
-    o = cb * PIXELS
-    vstore(out, o, a0)
-    vstore(out, o + W, c0)
-    vstore(out, o + PIXELS, a1)
-    vstore(out, o + PIXELS + W, c1)
-    vstore(out, o + 2 * PIXELS, a2)
-    vstore(out, o + 2 * PIXELS + W, c2)
-    vstore(out, o + 3 * PIXELS, a3)
-    vstore(out, o + 3 * PIXELS + W, c3)
-    vstore(out, o + 4 * PIXELS, a4)
-    vstore(out, o + 4 * PIXELS + W, c4)
-    vstore(out, o + 5 * PIXELS, a5)
-    vstore(out, o + 5 * PIXELS + W, c5)
-    vstore(out, o + 6 * PIXELS, a6)
-    vstore(out, o + 6 * PIXELS + W, c6)
-    vstore(out, o + 7 * PIXELS, a7)
-    vstore(out, o + 7 * PIXELS + W, c7)
+    _store_2x8(out, cb, acc)
 
 
 @njit(cache=True)
@@ -228,77 +210,50 @@ def _bias_relu(values, bias, n, pixels):
 
 
 @njit(cache=True)
-def _f2_row(
-    y,
-    lr,
-    lr_stride,
-    lr_pad,
-    lr_h,
-    lr_w,
-    scale,
-    k1,
-    n_col_classes,
-    t_size,
-    b1,
-    w2,
-    b2,
-    n1p,
-    n2p,
-    row_class,
-    row_base,
-    col_class,
-    col_base,
-    col_interior,
-    phase_col_base,
-    ring,
-    slot,
-    ring_plane,
-    ring_pad,
-    f1,
-    f2,
-    row_off,
-    pix1,
-    pix2,
-):
+def _f2_row(y, net, geo, ring, slot, scratch):
     """conv2 output (after ReLU) of HR row ``y``, all columns, into ring slot ``slot``."""
-    rc = row_class[y]
-    rb = row_base[y]
+    t_size, n1p, n2p, scale = net.t_size, net.n1p, net.n2p, geo.scale
+    lr, k1, row_off = geo.lr, geo.k1, scratch.row_off
+    f1, f2, pix1, pix2 = scratch.f1, scratch.f2, scratch.pix1, scratch.pix2
+    ring_plane, ring_pad = geo.ring_plane, geo.ring_pad
+    rc = geo.row_class[y]
+    rb = geo.row_base[y]
     for ti in range(t_size):
-        row_off[ti] = _clamp(rb + ti, 0, lr_h - 1) * lr_stride + lr_pad
-    n_hr = lr_w * scale
+        row_off[ti] = _clamp(rb + ti, 0, geo.lr_h - 1) * geo.lr_stride + geo.lr_pad
+    n_hr = geo.lr_w * scale
     # Main pass: every column as if interior, 2W pixels of one phase at a time.
     for q in range(scale):
-        kq = (rc * n_col_classes + q) * t_size * t_size * n1p
-        for j0 in range(0, lr_w, PIXELS):
-            shift = j0 + phase_col_base[q]
+        kq = (rc * geo.n_col_classes + q) * t_size * t_size * n1p
+        for j0 in range(0, geo.lr_w, PIXELS):
+            shift = j0 + geo.phase_col_base[q]
             for cb in range(0, n1p, CHANNELS):
                 _conv1_block(lr, row_off, shift, k1, kq + cb, t_size, n1p, f1, cb)
-            _bias_relu(f1, b1, n1p, PIXELS)
+            _bias_relu(f1, net.b1, n1p, PIXELS)
             for cb in range(0, n2p, CHANNELS):
-                _conv2_block(f1, w2, n1p, n2p, cb, f2)
-            _bias_relu(f2, b2, n2p, PIXELS)
+                _conv2_block(f1, net.w2, n1p, n2p, cb, f2)
+            _bias_relu(f2, net.b2, n2p, PIXELS)
             for c in range(n2p):
                 dst = ((slot * n2p + c) * scale + q) * ring_plane + ring_pad + j0
                 vstore(ring, dst, vload(f2, c * PIXELS))
                 vstore(ring, dst + W, vload(f2, c * PIXELS + W))
     # Border columns: their own folded filters; one pixel at a time, vectorised over channels.
     for x in range(n_hr):
-        if col_interior[x]:
+        if geo.col_interior[x]:
             continue
-        kx = (rc * n_col_classes + col_class[x]) * t_size * t_size * n1p
+        kx = (rc * geo.n_col_classes + geo.col_class[x]) * t_size * t_size * n1p
         for cv in range(0, n1p, W):
             acc = vzero()
             for ti in range(t_size):
                 for tj in range(t_size):
-                    xs = _clamp(col_base[x] + tj, 0, lr_w - 1)
+                    xs = _clamp(geo.col_base[x] + tj, 0, geo.lr_w - 1)
                     v = vbroadcast(lr[row_off[ti] + xs])
                     acc = vfma(v, vload(k1, kx + (ti * t_size + tj) * n1p + cv), acc)
-            vstore(pix1, cv, vrelu(vadd(acc, vload(b1, cv))))
+            vstore(pix1, cv, vrelu(vadd(acc, vload(net.b1, cv))))
         for cv in range(0, n2p, W):
             acc = vzero()
             for i in range(n1p):
-                acc = vfma(vbroadcast(pix1[i]), vload(w2, i * n2p + cv), acc)
-            vstore(pix2, cv, vrelu(vadd(acc, vload(b2, cv))))
+                acc = vfma(vbroadcast(pix1[i]), vload(net.w2, i * n2p + cv), acc)
+            vstore(pix2, cv, vrelu(vadd(acc, vload(net.b2, cv))))
         j, q = divmod(x, scale)
         for c in range(n2p):
             ring[((slot * n2p + c) * scale + q) * ring_plane + ring_pad + j] = pix2[c]
@@ -320,9 +275,7 @@ def _fill_halo(ring, slot, n2p, scale, ring_plane, ring_pad, n_hr, r3):
 
 
 @njit(cache=True)
-def _conv3_row(
-    y, n_hr_rows, lr_w, scale, ring, ring_plane, ring_pad, n2p, w3, b3, f3, partial, out
-):
+def _conv3_row(y, net, geo, ring, partial, out):
     """conv3 of HR row ``y`` from the ring (rows clamped: edge replicate) into ``out[y]``.
 
     The sum over channels runs in chunks of 8 so that the ring lines a block of pixels reads
@@ -330,6 +283,8 @@ def _conv3_row(
     reuse them; partial sums wait in ``partial`` (one phase-planar row). Within a chunk,
     2 pixel vectors x 4 channels = 8 independent accumulators share each broadcast weight.
     """
+    f3, n2p, w3, scale, lr_w = net.f3, net.n2p, net.w3, geo.scale, geo.lr_w
+    ring_plane, ring_pad, n_hr_rows = geo.ring_plane, geo.ring_pad, geo.lr_h * geo.scale
     r3 = (f3 - 1) // 2
     step = scale * ring_plane  # from one channel's plane to the next one's
     for c_lo in range(0, n2p, CHANNELS):
@@ -374,108 +329,34 @@ def _conv3_row(
                 vstore(partial, at + W, second)
     for q in range(scale):
         for j in range(lr_w):
-            out[y, j * scale + q] = partial[q * ring_plane + j] + b3
+            out[y, j * scale + q] = partial[q * ring_plane + j] + net.b3
 
 
 @njit(parallel=True, cache=True)
-def _forward(
-    lr,
-    lr_stride,
-    lr_pad,
-    lr_h,
-    lr_w,
-    scale,
-    k1,
-    n_col_classes,
-    t_size,
-    b1,
-    w2,
-    b2,
-    w3,
-    b3,
-    f3,
-    n1p,
-    n2p,
-    row_class,
-    row_base,
-    col_class,
-    col_base,
-    col_interior,
-    phase_col_base,
-    rings,
-    ring_plane,
-    ring_pad,
-    f1s,
-    f2s,
-    row_offs,
-    pix1s,
-    pix2s,
-    partials,
-    out,
-):
-    n_rows = lr_h * scale
-    n_cols = lr_w * scale
-    r3 = (f3 - 1) // 2
-    bands = rings.shape[0]
+def _forward(net, geo, scratch, out):
+    """The whole network into ``out``: one band of rows per thread (see the module doc)."""
+    n_rows = geo.lr_h * geo.scale
+    r3 = (net.f3 - 1) // 2
+    bands = scratch.rings.shape[0]
     for band in prange(bands):
         y0 = band * n_rows // bands
         y1 = (band + 1) * n_rows // bands
         if y0 >= y1:
             continue
-        ring = rings[band]
+        mine = _BandScratch(
+            scratch.f1s[band], scratch.f2s[band], scratch.row_offs[band],
+            scratch.pix1s[band], scratch.pix2s[band],
+        )  # fmt: skip
+        ring = scratch.rings[band]
         nxt = max(y0 - r3, 0)
         for y in range(y0, y1):
             need = min(y + r3, n_rows - 1)
             while nxt <= need:
-                _f2_row(
-                    nxt,
-                    lr,
-                    lr_stride,
-                    lr_pad,
-                    lr_h,
-                    lr_w,
-                    scale,
-                    k1,
-                    n_col_classes,
-                    t_size,
-                    b1,
-                    w2,
-                    b2,
-                    n1p,
-                    n2p,
-                    row_class,
-                    row_base,
-                    col_class,
-                    col_base,
-                    col_interior,
-                    phase_col_base,
-                    ring,
-                    nxt % f3,
-                    ring_plane,
-                    ring_pad,
-                    f1s[band],
-                    f2s[band],
-                    row_offs[band],
-                    pix1s[band],
-                    pix2s[band],
-                )
-                _fill_halo(ring, nxt % f3, n2p, scale, ring_plane, ring_pad, n_cols, r3)
+                _f2_row(nxt, net, geo, ring, nxt % net.f3, mine)
+                _fill_halo(ring, nxt % net.f3, net.n2p, geo.scale, geo.ring_plane,
+                           geo.ring_pad, geo.lr_w * geo.scale, r3)  # fmt: skip
                 nxt += 1
-            _conv3_row(
-                y,
-                n_rows,
-                lr_w,
-                scale,
-                ring,
-                ring_plane,
-                ring_pad,
-                n2p,
-                w3,
-                b3,
-                f3,
-                partials[band],
-                out,
-            )
+            _conv3_row(y, net, geo, ring, scratch.partials[band], out)
 
 
 @njit(cache=True)
@@ -517,33 +398,37 @@ class CpuBackend:
             return
         self.scale = weights.scale
         self.threads = threads or numba.get_num_threads()
-        self.n1p = _round_up(arch.n1, max(W, CHANNELS))
-        self.n2p = _round_up(arch.n2, max(W, CHANNELS, 4))
-        n1, n2 = arch.n1, arch.n2
-        self.w1 = np.zeros((arch.f1, arch.f1, 1, self.n1p), np.float32)
-        self.w1[..., :n1] = weights.w1
-        self.b1 = np.zeros(self.n1p, np.float32)
-        self.b1[:n1] = weights.b1
-        w2 = np.zeros((self.n1p, self.n2p), np.float32)
-        w2[:n1, :n2] = weights.w2[0, 0]
-        self.w2 = w2.reshape(-1)
-        self.b2 = np.zeros(self.n2p, np.float32)
-        self.b2[:n2] = weights.b2
-        w3 = np.zeros((arch.f3, arch.f3, self.n2p), np.float32)
-        w3[:, :, :n2] = weights.w3[:, :, :, 0]
-        self.w3 = w3.reshape(-1)
-        self.b3 = np.float32(weights.b3[0])
-        self.t_size = window_size(self.scale, (arch.f1 - 1) // 2)
-        self._plans: dict[tuple[int, int], dict] = {}
+        n1p = _round_up(arch.n1, max(W, CHANNELS))
+        n2p = _round_up(arch.n2, max(W, CHANNELS, 4))
 
-    def _plan(self, h: int, w: int) -> dict:
+        def padded(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+            out = np.zeros(shape, np.float32)
+            out[tuple(slice(0, n) for n in array.shape)] = array
+            return out
+
+        self.w1 = padded(weights.w1, (arch.f1, arch.f1, 1, n1p))
+        self.net = _Net(
+            t_size=window_size(self.scale, (arch.f1 - 1) // 2),
+            n1p=n1p,
+            n2p=n2p,
+            f3=arch.f3,
+            b1=padded(weights.b1, (n1p,)),
+            w2=padded(weights.w2[0, 0], (n1p, n2p)).reshape(-1),
+            b2=padded(weights.b2, (n2p,)),
+            w3=padded(weights.w3[:, :, :, 0], (arch.f3, arch.f3, n2p)).reshape(-1),
+            b3=np.float32(weights.b3[0]),
+        )
+        self._plans: dict[tuple[int, int], tuple[_Geometry, _Scratch]] = {}
+
+    def _plan(self, h: int, w: int) -> tuple[_Geometry, _Scratch]:
         """Geometry, folded weights and scratch buffers for an h x w input (cached)."""
         plan = self._plans.get((h, w))
         if plan is not None:
             return plan
         if len(self._plans) > 4:
             self._plans.clear()
-        s, t, arch = self.scale, self.t_size, self.weights.arch
+        s, net, arch = self.scale, self.net, self.weights.arch
+        t = net.t_size
         rows = axis_geometry(h, s, arch.f1)
         cols = axis_geometry(w, s, arch.f1)
         k1 = fold_conv1(self.w1, rows, cols)  # (rc, cc, t, t, n1p)
@@ -557,30 +442,35 @@ class CpuBackend:
         ring_pad = r3 // s + 2
         ring_plane = ring_pad + width_blocks + ring_pad + W
         bands = max(1, min(self.threads, h * s))
-        plan = {
-            "lr": np.empty(h * lr_stride, np.float32),
-            "lr_stride": lr_stride,
-            "lr_pad": lr_pad,
-            "k1": k1.reshape(-1),
-            "n_col_classes": k1.shape[1],
-            "row_class": rows.classes,
-            "row_base": rows.base,
-            "col_class": cols.classes,
-            "col_base": cols.base,
-            "col_interior": cols.interior,
-            "phase_col_base": phase_col_base,
-            "rings": np.zeros((bands, arch.f3 * self.n2p * s * ring_plane), np.float32),
-            "ring_plane": ring_plane,
-            "ring_pad": ring_pad,
-            "f1s": np.zeros((bands, self.n1p * PIXELS), np.float32),
-            "f2s": np.zeros((bands, self.n2p * PIXELS), np.float32),
-            "row_offs": np.zeros((bands, t), np.int64),
-            "pix1s": np.zeros((bands, self.n1p), np.float32),
-            "pix2s": np.zeros((bands, self.n2p), np.float32),
-            "partials": np.zeros((bands, s * ring_plane), np.float32),
-        }
-        self._plans[(h, w)] = plan
-        return plan
+        geometry = _Geometry(
+            lr=np.empty(h * lr_stride, np.float32),
+            lr_stride=lr_stride,
+            lr_pad=lr_pad,
+            lr_h=h,
+            lr_w=w,
+            scale=s,
+            k1=k1.reshape(-1),
+            n_col_classes=k1.shape[1],
+            row_class=rows.classes,
+            row_base=rows.base,
+            col_class=cols.classes,
+            col_base=cols.base,
+            col_interior=cols.interior,
+            phase_col_base=phase_col_base,
+            ring_plane=ring_plane,
+            ring_pad=ring_pad,
+        )
+        scratch = _Scratch(
+            rings=np.zeros((bands, arch.f3 * net.n2p * s * ring_plane), np.float32),
+            f1s=np.zeros((bands, net.n1p * PIXELS), np.float32),
+            f2s=np.zeros((bands, net.n2p * PIXELS), np.float32),
+            row_offs=np.zeros((bands, t), np.int64),
+            pix1s=np.zeros((bands, net.n1p), np.float32),
+            pix2s=np.zeros((bands, net.n2p), np.float32),
+            partials=np.zeros((bands, s * ring_plane), np.float32),
+        )
+        self._plans[(h, w)] = (geometry, scratch)
+        return geometry, scratch
 
     def upscale_luma(self, luma: np.ndarray) -> np.ndarray:
         """(H, W) float32 LR luma -> (sH, sW) float32 network output."""
@@ -595,43 +485,8 @@ class CpuBackend:
                 file=sys.stderr,
             )
         CpuBackend._announced = True
-        p = self._plan(h, w)
-        _pad_lr(luma, p["lr"], p["lr_stride"], p["lr_pad"])
+        geometry, scratch = self._plan(h, w)
+        _pad_lr(luma, geometry.lr, geometry.lr_stride, geometry.lr_pad)
         out = np.empty((h * self.scale, w * self.scale), np.float32)
-        arch = self.weights.arch
-        _forward(
-            p["lr"],
-            p["lr_stride"],
-            p["lr_pad"],
-            h,
-            w,
-            self.scale,
-            p["k1"],
-            p["n_col_classes"],
-            self.t_size,
-            self.b1,
-            self.w2,
-            self.b2,
-            self.w3,
-            self.b3,
-            arch.f3,
-            self.n1p,
-            self.n2p,
-            p["row_class"],
-            p["row_base"],
-            p["col_class"],
-            p["col_base"],
-            p["col_interior"],
-            p["phase_col_base"],
-            p["rings"],
-            p["ring_plane"],
-            p["ring_pad"],
-            p["f1s"],
-            p["f2s"],
-            p["row_offs"],
-            p["pix1s"],
-            p["pix2s"],
-            p["partials"],
-            out,
-        )
+        _forward(self.net, geometry, scratch, out)
         return out
