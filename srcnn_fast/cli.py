@@ -56,7 +56,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if many and out is not None and out.exists() and not out.is_dir():
         _error(f"{out}: several inputs need -o to name a folder, and this is a file")
         return EXIT_USAGE
-    upscaler = Upscaler(scale=args.scale, weights=args.weights, backend=args.backend)
+    upscaler = Upscaler(args.scale, args.weights, args.backend, args.precision)
     if out is not None and (many or str(args.output).endswith(("/", "\\"))):
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -143,7 +143,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import bicubic_upscaler, evaluate
     from .infer import Upscaler
 
-    upscaler = Upscaler(scale=args.scale, weights=args.weights, backend=args.backend)
+    upscaler = Upscaler(args.scale, args.weights, args.backend, args.precision)
     methods = {"bicubic": bicubic_upscaler(upscaler.scale), "SRCNN": upscaler}
     result = evaluate(args.data, upscaler.scale, methods, keep_images=bool(args.figure))
     print(result.table())
@@ -201,7 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--backend",
             default="auto",
             help="auto (default: the fastest available; env SRCNN_FAST_BACKEND overrides), "
-            "cpu, reference",
+            "cuda, cpu, reference",
+        )
+        p.add_argument(
+            "--precision",
+            choices=("fp32", "fp16"),
+            default="fp32",
+            help="fp16: the CUDA backend's tensor-core mode (default fp32)",
         )
 
     p = sub.add_parser("upscale", help="upscale image files")

@@ -139,3 +139,10 @@ def test_import_never_loads_tensorflow() -> None:
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_precision_modes_are_checked() -> None:
+    with pytest.raises(BackendError, match="needs the cuda backend"):
+        Upscaler(2, backend="cpu", precision="fp16")
+    with pytest.raises(BackendError, match="unknown precision 'int8'"):
+        Upscaler(2, precision="int8")

@@ -19,7 +19,7 @@ from ..model import SRCNNWeights
 #: Environment variable that overrides ``backend="auto"``.
 BACKEND_ENV = "SRCNN_FAST_BACKEND"
 #: Every backend name, fastest first: ``auto`` picks the first one available.
-BACKEND_NAMES = ("cpu", "reference")
+BACKEND_NAMES = ("cuda", "cpu", "reference")
 
 
 class Backend(Protocol):
@@ -42,12 +42,19 @@ def _cpu_problem() -> str | None:
 
 def available_backends() -> dict[str, str | None]:
     """Each backend name -> None if usable here, else the reason it is not."""
-    return {"cpu": _cpu_problem(), "reference": None}
+    from .cuda import cuda_problem
+
+    return {"cuda": cuda_problem(), "cpu": _cpu_problem(), "reference": None}
 
 
 def backend_details() -> dict[str, str]:
     """Each available backend name -> a line on how it runs here (for ``srcnn-fast info``)."""
     details = {"reference": f"NumPy {np.__version__} (the oracle; BLAS-threaded matrix products)"}
+    if available_backends()["cuda"] is None:
+        import cupy
+
+        props = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)
+        details["cuda"] = f"CuPy {cupy.__version__} on {props['name'].decode()}"
     if available_backends()["cpu"] is None:
         import numba
 
@@ -90,9 +97,21 @@ def resolve_backend_name(name: str = "auto") -> str:
     return name
 
 
-def create_backend(name: str, weights: SRCNNWeights) -> Backend:
+#: Numeric precisions: "fp32" everywhere; "fp16" (tensor cores, float32 accumulation) on CUDA.
+PRECISIONS = ("fp32", "fp16")
+
+
+def create_backend(name: str, weights: SRCNNWeights, precision: str = "fp32") -> Backend:
     """Build the named backend (``auto`` resolved) for these weights."""
     name = resolve_backend_name(name)
+    if precision not in PRECISIONS:
+        raise BackendError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
+    if precision != "fp32" and name != "cuda":
+        raise BackendError(f"precision {precision} runs on tensor cores: it needs the cuda backend")
+    if name == "cuda":
+        from .cuda import CudaBackend
+
+        return CudaBackend(weights, precision=precision)
     if name == "cpu":
         from .cpu import CpuBackend
 

@@ -1,0 +1,378 @@
+"""CUDA backend: our own kernels (``kernels/*.cu``), compiled with NVRTC and launched via CuPy.
+
+The whole pipeline runs on the GPU: ``srcnn_unpack`` turns packed 8/16-bit (or float) pixels
+into luma/chroma/alpha planes, ``srcnn_fused_f32`` runs bicubic + the three convolutions, and
+``srcnn_pack`` upscales chroma/alpha, converts back to RGB, rounds and packs. Only packed pixels
+cross the bus; CuPy arrays in give CuPy arrays out with no host copy at all.
+
+The host-side logic (constants, launch geometry, buffers) is written against a tiny "device"
+interface, so the tests run this exact code with the CUDA-on-CPU harness standing in for CuPy
+(``tests/cudacpu``): CuPy is only the thing that owns GPU memory and launches.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .. import imageops
+from ..errors import BackendError
+from ..model import SRCNNWeights
+
+#: Threads per block of every kernel (the fused kernel's __launch_bounds__).
+THREADS = 256
+MAX_SCALE = 8
+
+
+def kernel_dir() -> Path:
+    """Folder of the CUDA sources, in a checkout or an installed wheel."""
+    return Path(str(resources.files("srcnn_fast.kernels")))
+
+
+def tile_for(max_shared_bytes: int, n2: int, f3: int, f1: int) -> tuple[int, int]:
+    """Largest (TILE_H, TILE_W) of the fused kernel whose shared memory fits the device."""
+    r3, r1 = (f3 - 1) // 2, (f1 - 1) // 2
+    for tile_h, tile_w in ((16, 32), (8, 32), (8, 16), (4, 16)):
+        region = (tile_h + 2 * r3) * (tile_w + 2 * r3)
+        window = (tile_h + 2 * r3 + 2 * r1) * (tile_w + 2 * r3 + 2 * r1)
+        if 4 * (n2 * region + window) <= max_shared_bytes:
+            return tile_h, tile_w
+    raise BackendError(f"the GPU's shared memory ({max_shared_bytes} B) is too small")
+
+
+def fused_options(weights: SRCNNWeights, tile: tuple[int, int]) -> tuple[str, ...]:
+    """The ``#define``s the fused kernel is compiled with for these weights and tile."""
+    a = weights.arch
+    if a.f2 != 1:
+        raise BackendError(f"the CUDA kernel needs a 1x1 conv2; {a.name} has {a.f2}x{a.f2}")
+    return (
+        f"-DF1={a.f1}",
+        f"-DN1={a.n1}",
+        f"-DN2={a.n2}",
+        f"-DF3={a.f3}",
+        f"-DTILE_H={tile[0]}",
+        f"-DTILE_W={tile[1]}",
+        f"-DTHREADS={THREADS}",
+    )
+
+
+def fused_shared_bytes(weights: SRCNNWeights, tile: tuple[int, int]) -> int:
+    a = weights.arch
+    r3, r1 = (a.f3 - 1) // 2, (a.f1 - 1) // 2
+    region = (tile[0] + 2 * r3) * (tile[1] + 2 * r3)
+    window = (tile[0] + 2 * r3 + 2 * r1) * (tile[1] + 2 * r3 + 2 * r1)
+    return 4 * (a.n2 * region + window)
+
+
+def bicubic_constants(scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """The per-phase weights and origins of imageops, padded to SRCNN_MAX_SCALE phases."""
+    if scale > MAX_SCALE:
+        raise BackendError(f"the CUDA kernels support scales up to {MAX_SCALE}, not {scale}")
+    weights = np.zeros((MAX_SCALE, 4), np.float32)
+    origin = np.zeros(MAX_SCALE, np.int32)
+    weights[:scale] = imageops.bicubic_phase_weights(scale)
+    origin[:scale] = imageops.bicubic_phase_origin(scale)
+    return weights.reshape(-1), origin
+
+
+def ycc_to_rgb_constant() -> np.ndarray:
+    return imageops._YCBCR_TO_RGB.astype(np.float32).reshape(-1)
+
+
+def compile_options(source: Path, options: tuple[str, ...]) -> tuple[str, ...]:
+    """Exactly what NVRTC gets from this backend (CuPy adds the target architecture)."""
+    return ("-std=c++17", f"-I{source.parent}", *options)
+
+
+@dataclass
+class NetworkKernel:
+    """One compiled form of the network: what to compile, launch and put in constant memory."""
+
+    source: Path
+    options: tuple[str, ...]
+    name: str
+    tile: tuple[int, int]
+    shared_bytes: int
+    constants: dict[str, np.ndarray]
+
+
+def fp32_network(weights: SRCNNWeights, max_shared_bytes: int) -> NetworkKernel:
+    """``srcnn_fused_f32`` for these weights on a device with this much shared memory."""
+    tile = tile_for(max_shared_bytes, weights.arch.n2, weights.arch.f3, weights.arch.f1)
+    bicubic_w, bicubic_origin = bicubic_constants(weights.scale)
+    return NetworkKernel(
+        source=kernel_dir() / "srcnn_fused_f32.cu",
+        options=(f"-DSRCNN_MAX_SCALE={MAX_SCALE}", *fused_options(weights, tile)),
+        name="srcnn_fused_f32",
+        tile=tile,
+        shared_bytes=fused_shared_bytes(weights, tile),
+        constants={
+            "c_w1": weights.w1.reshape(-1),
+            "c_b1": weights.b1,
+            "c_w2": weights.w2.reshape(-1),
+            "c_b2": weights.b2,
+            "c_w3": weights.w3.reshape(-1),
+            "c_b3": weights.b3,
+            "c_bicubic_weight": bicubic_w,
+            "c_bicubic_origin": bicubic_origin,
+        },
+    )
+
+
+def network_kernel(
+    weights: SRCNNWeights, max_shared_bytes: int, precision: str = "fp32"
+) -> NetworkKernel:
+    """The network kernel of a precision mode."""
+    if precision == "fp32":
+        return fp32_network(weights, max_shared_bytes)
+    if precision == "fp16":
+        from .cuda_tensorcore import tensorcore_network
+
+        return tensorcore_network(weights, max_shared_bytes)
+    raise BackendError(f"unknown precision {precision!r} (use fp32 or fp16)")
+
+
+def pixel_build() -> tuple[Path, tuple[str, ...]]:
+    """(source, options) of the unpack/pack kernels."""
+    return kernel_dir() / "srcnn_pixels.cu", (f"-DSRCNN_MAX_SCALE={MAX_SCALE}",)
+
+
+def kernel_builds(
+    weights: SRCNNWeights, max_shared_bytes: int, precision: str = "fp32"
+) -> list[tuple[Path, tuple[str, ...]]]:
+    """Every (source, options) the backend compiles for these weights on such a device."""
+    network = network_kernel(weights, max_shared_bytes, precision)
+    return [(network.source, network.options), pixel_build()]
+
+
+class Module(Protocol):
+    def get_function(self, name: str) -> Any: ...
+
+    def set_constant(self, name: str, array: np.ndarray) -> None: ...
+
+
+class Device(Protocol):
+    """What the pipeline needs from a GPU runtime (CuPy) or the CPU harness."""
+
+    xp: Any  # the array module: cupy, or numpy for the harness
+    max_shared_bytes: int
+    stream: Any  # the stream kernels are launched on (None: the current one)
+
+    def compile(self, source: Path, options: tuple[str, ...]) -> Module: ...
+
+
+@dataclass
+class _Buffers:
+    shape: tuple[int, ...]
+    planes: Any
+    luma: Any
+
+
+class Pipeline:
+    """Host-side driver of the three kernels for one set of weights on one device."""
+
+    def __init__(self, weights: SRCNNWeights, device: Device, precision: str = "fp32") -> None:
+        self.weights, self.device, self.scale = weights, device, weights.scale
+        self.precision = precision
+        if precision == "fp16":
+            from .cuda_tensorcore import tensorcore_problem
+
+            problem = tensorcore_problem(device)
+            if problem:
+                raise BackendError(problem)
+        network = network_kernel(weights, device.max_shared_bytes, precision)
+        self.tile, self.shared_bytes = network.tile, network.shared_bytes
+        self.fused_module = device.compile(network.source, network.options)
+        for name, value in network.constants.items():
+            self.fused_module.set_constant(name, value)
+        self.fused = self.fused_module.get_function(network.name)
+        self.fused.max_dynamic_shared_size_bytes = self.shared_bytes
+        self.pixel_module = device.compile(*pixel_build())
+        bicubic_w, bicubic_origin = bicubic_constants(self.scale)
+        self.pixel_module.set_constant("c_bicubic_weight", bicubic_w)
+        self.pixel_module.set_constant("c_bicubic_origin", bicubic_origin)
+        self.pixel_module.set_constant("c_ycc_to_rgb", ycc_to_rgb_constant())
+        self.unpack = self.pixel_module.get_function("srcnn_unpack")
+        self.pack = self.pixel_module.get_function("srcnn_pack")
+        self._buffers: _Buffers | None = None
+
+    def _buffers_for(self, frames: int, h: int, w: int) -> _Buffers:
+        """Planes and HR luma for this frame size, reused while the size stays the same."""
+        shape = (frames, h, w)
+        if self._buffers is None or self._buffers.shape != shape:
+            xp, s = self.device.xp, self.scale
+            self._buffers = _Buffers(
+                shape,
+                xp.empty((frames, 4, h, w), np.float32),
+                xp.empty((frames, h * s, w * s), np.float32),
+            )
+        return self._buffers
+
+    def luma(self, lr: Any, out: Any) -> None:
+        """Network on a batch of LR luma planes (frames, h, w) into out (frames, sH, sW)."""
+        frames, h, w = lr.shape
+        s = self.scale
+        grid = (
+            -(-w * s // self.tile[1]),
+            -(-h * s // self.tile[0]),
+            frames,
+        )
+        self.fused(
+            grid,
+            (THREADS,),
+            (
+                lr,
+                np.int32(lr.strides[1] // 4),
+                np.int64(lr.strides[0] // 4),
+                np.int32(h),
+                np.int32(w),
+                np.int32(s),
+                out,
+                np.int32(out.strides[1] // 4),
+                np.int64(out.strides[0] // 4),
+            ),
+            shared_mem=self.shared_bytes,
+        )
+
+    def pixels(self, image: Any) -> Any:
+        """A batch of packed images (frames, h, w, c) -> upscaled (frames, sh, sw, c)."""
+        xp, s = self.device.xp, self.scale
+        frames, h, w, channels = image.shape
+        bits = {np.dtype(np.uint8): 8, np.dtype(np.uint16): 16, np.dtype(np.float32): 32}[
+            np.dtype(image.dtype)
+        ]
+        buffers = self._buffers_for(frames, h, w)
+        image = xp.ascontiguousarray(image)
+        out = xp.empty((frames, h * s, w * s, channels), image.dtype)
+        n, n_hr = h * w, h * w * s * s
+        for f in range(frames):
+            planes = buffers.planes[f]
+            self.unpack(
+                (-(-n // THREADS),),
+                (THREADS,),
+                (image[f], np.int32(bits), np.int32(channels), np.int64(n), planes),
+            )
+        self.luma(buffers.planes[:, 0], buffers.luma)
+        for f in range(frames):
+            self.pack(
+                (-(-n_hr // THREADS),),
+                (THREADS,),
+                (
+                    buffers.luma[f],
+                    buffers.planes[f],
+                    np.int32(h),
+                    np.int32(w),
+                    np.int32(s),
+                    np.int32(channels),
+                    np.int32(bits),
+                    out[f],
+                ),
+            )
+        return out
+
+
+class CupyDevice:
+    """CuPy on the current GPU; compiled modules are cached by CuPy on disk per device."""
+
+    def __init__(self, stream: Any = None) -> None:
+        import cupy
+
+        self.xp = cupy
+        self.stream = stream
+        device = cupy.cuda.Device()
+        self.max_shared_bytes = int(
+            device.attributes.get("MaxSharedMemoryPerBlockOptin", 48 * 1024)
+        )
+
+    def compile(self, source: Path, options: tuple[str, ...]) -> Module:
+        import cupy
+
+        raw = cupy.RawModule(code=source.read_text(), options=compile_options(source, options))
+        return _CupyModule(raw)
+
+
+class _CupyModule:
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+    def get_function(self, name: str) -> Any:
+        return self.raw.get_function(name)
+
+    def set_constant(self, name: str, array: np.ndarray) -> None:
+        data = np.ascontiguousarray(array)
+        self.raw.get_global(name).copy_from_host(data.ctypes.data, data.nbytes)
+
+
+def cuda_problem() -> str | None:
+    """None if CuPy and a usable GPU are here, else why not."""
+    try:
+        import cupy
+    except ImportError:
+        return "CuPy is not installed (pip install 'srcnn-fast[cuda12]' or '[cuda13]')"
+    except Exception as exc:  # a broken CUDA install raises all sorts at import
+        return f"CuPy failed to import ({type(exc).__name__}: {exc})"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return f"no usable NVIDIA GPU ({type(exc).__name__}: {exc})"
+    return None if count > 0 else "no NVIDIA GPU found"
+
+
+def _on(stream: Any) -> Any:
+    """Context that makes ``stream`` current for CuPy launches (nothing if None)."""
+    return stream if stream is not None else nullcontext()
+
+
+class CudaBackend:
+    """``upscale_luma`` for the common interface, plus ``upscale_pixels`` for the whole image.
+
+    ``precision``: "fp32" (default) or "fp16" (tensor cores, float32 accumulation).
+    """
+
+    name = "cuda"
+
+    def __init__(
+        self,
+        weights: SRCNNWeights,
+        device: Device | None = None,
+        stream: Any = None,
+        precision: str = "fp32",
+    ) -> None:
+        self.weights = weights
+        self.precision = precision
+        self.device = device or CupyDevice(stream)
+        self.pipeline = Pipeline(weights, self.device, precision)
+
+    def upscale_luma(self, luma: Any) -> Any:
+        xp = self.device.xp
+        on_host = isinstance(luma, np.ndarray) and xp is not np
+        lr = xp.ascontiguousarray(xp.asarray(luma, dtype=np.float32))[None]
+        s = self.weights.scale
+        out = xp.empty((1, lr.shape[1] * s, lr.shape[2] * s), np.float32)
+        with _on(self.device.stream):
+            self.pipeline.luma(lr, out)
+        return out[0].get() if on_host else out[0]
+
+    def upscale_pixels(self, image: Any) -> Any:
+        """(h, w[, c]) or a batch (frames, h, w, c) of packed pixels -> the upscaled pixels."""
+        xp = self.device.xp
+        on_host = isinstance(image, np.ndarray) and xp is not np
+        batch = xp.asarray(image)
+        squeeze_channels = batch.ndim == 2
+        if squeeze_channels:
+            batch = batch[..., None]
+        single = batch.ndim == 3
+        if single:
+            batch = batch[None]
+        with _on(self.device.stream):
+            out = self.pipeline.pixels(batch)
+        if single:
+            out = out[0]
+        if squeeze_channels:
+            out = out[..., 0]
+        return out.get() if on_host else out
