@@ -127,3 +127,18 @@ def test_first_run_says_it_is_compiling_then_uses_the_cache(tmp_path) -> None:
     assert "compiling the CPU kernels" in runs[0].stderr and str(tmp_path) in runs[0].stderr
     assert "compiling" not in runs[1].stderr, runs[1].stderr
     assert list(tmp_path.rglob("*_forward*.nbi")), "kernels cached in the per-user folder"
+
+
+def test_concurrent_calls_from_threads() -> None:
+    # Numba's workqueue layer aborts on concurrent parallel calls, and one backend's scratch
+    # buffers are shared: calls from many threads must still give each its own right answer.
+    from concurrent.futures import ThreadPoolExecutor
+
+    weights = SRCNNWeights.random(scale=2, seed=8)
+    backend, ref = CpuBackend(weights), ReferenceBackend(weights)
+    rng = np.random.default_rng(8)
+    planes = [rng.random((9 + i % 3, 12 + i % 5), dtype=np.float32) for i in range(12)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(backend.upscale_luma, planes))
+    for plane, got in zip(planes, results, strict=True):
+        assert_close(got, ref.upscale_luma(plane), ATOL, f"threaded {plane.shape}")

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import NamedTuple
 
@@ -377,8 +378,17 @@ def is_cached() -> bool:
     return any(cache_dir().rglob("*_forward*.nbi"))
 
 
+#: Numba's default (workqueue) threading layer aborts on concurrent parallel calls, and a
+#: backend's scratch buffers are shared by its calls: one kernel runs at a time per process
+#: (it already uses every core, so this costs no throughput).
+_KERNEL_LOCK = threading.Lock()
+
+
 class CpuBackend:
-    """Fused Numba backend (see the module docstring). Buffers are cached per input size."""
+    """Fused Numba backend (see the module docstring). Buffers are cached per input size.
+
+    Safe to call from several threads: calls run one after another.
+    """
 
     name = "cpu"
     _announced = False  # the first-compile message is printed once per process
@@ -485,8 +495,9 @@ class CpuBackend:
                 file=sys.stderr,
             )
         CpuBackend._announced = True
-        geometry, scratch = self._plan(h, w)
-        _pad_lr(luma, geometry.lr, geometry.lr_stride, geometry.lr_pad)
         out = np.empty((h * self.scale, w * self.scale), np.float32)
-        _forward(self.net, geometry, scratch, out)
+        with _KERNEL_LOCK:
+            geometry, scratch = self._plan(h, w)
+            _pad_lr(luma, geometry.lr, geometry.lr_stride, geometry.lr_pad)
+            _forward(self.net, geometry, scratch, out)
         return out
