@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from srcnn_fast.model import Architecture
 
@@ -70,12 +69,6 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     SUMMARY_JSON.parent.mkdir(exist_ok=True)
     SUMMARY_JSON.write_text(json.dumps(rows, indent=1))
     write(f"(written to {SUMMARY_JSON})")
-
-
-@pytest.fixture(scope="session")
-def lr_planes() -> dict[tuple[int, int], np.ndarray]:
-    """Deterministic LR luma planes, smooth like an image, one per benchmarked size."""
-    return {}
 
 
 def make_lr_plane(width: int, height: int) -> np.ndarray:

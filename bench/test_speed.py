@@ -27,6 +27,9 @@ GPU_SIZES = [(1920, 1080)]
 SCALES = [2, 3, 4]
 OURS = ["cuda", "cpu", "reference"]
 ATOL = 1e-4
+#: cuDNN peers run with TF32 (10-bit mantissa, its fastest mode for float32 data): their
+#: outputs are ~1e-3 off the float32 reference, so they are checked at 5e-3.
+GPU_PEER_ATOL = 5e-3
 CASES = [(size, scale, impl) for size in SIZES for scale in SCALES for impl in [*OURS, *PEERS]]
 CASES += [(size, 2, impl) for size in GPU_SIZES for impl in ["cuda", *sorted(GPU_PEERS)]]
 
@@ -81,7 +84,8 @@ def test_speed(benchmark, size: tuple[int, int], scale: int, impl: str) -> None:
 
     got = run()  # also the warm-up: compiles, allocates, builds plans
     diff = float(np.abs(got - expected).max())
-    assert diff <= ATOL, f"{impl} {size} x{scale}: max |diff| {diff:.3g} vs the reference"
+    atol = GPU_PEER_ATOL if impl in GPU_PEERS else ATOL
+    assert diff <= atol, f"{impl} {size} x{scale}: max |diff| {diff:.3g} vs the reference"
     benchmark.group = f"{size[0]}x{size[1]} x{scale}"
     benchmark.extra_info.update(impl=impl, kind=kind, pixels=int(expected.size), max_diff=diff)
     rounds = max(3, min(10, int(2e7 / expected.size)))

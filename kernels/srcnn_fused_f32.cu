@@ -19,7 +19,7 @@
 // Resource budget (defaults, 9-1-5 with 64/32 maps, 16 x 32 tile, 256 threads):
 //   shared memory (dynamic): N2 * (TILE_H+2R3)(TILE_W+2R3) * 4 B = 92,160 B for conv2 output
 //                           + (TILE_H+2R3+2R1)(TILE_W+2R3+2R1) * 4 B = 4,928 B input window;
-//   registers: N1 + N2 accumulators + addressing, about 110 per thread (the compile gate
+//   registers: N1 + N2 accumulators + addressing: 128 per thread on sm_75-sm_90 (the compile gate
 //   reports the exact count and fails on spills); constant memory: 32,256 B of weights.
 //   sm_75 allows only 64 KB of shared memory per block: use TILE_H 8 there (55 KB).
 // Work: (TILE_H+4)(TILE_W+4)/(TILE_H TILE_W) = 1.41x the conv1/conv2 work of an untiled

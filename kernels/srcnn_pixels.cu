@@ -29,6 +29,12 @@ __device__ __forceinline__ void srcnn_store_sample(void* p, long long i, int bit
     else static_cast<unsigned short*>(p)[i] = static_cast<unsigned short>(q);
 }
 
+// BT.601 studio range, both ways, row-major 3x3, from srcnn_fast.imageops (computed on the host
+// so that GPU and CPU use the same constants): ycc = offset + M rgb, rgb = M^-1 (ycc - offset).
+__constant__ float c_rgb_to_ycc[9];
+__constant__ float c_ycc_offset[3];
+__constant__ float c_ycc_to_rgb[9];
+
 // planes: [0] luma, [1] Cb, [2] Cr (colour only), [3] alpha (if any); each n floats apart.
 extern "C" __global__ void srcnn_unpack(const void* __restrict__ pixels, int bits, int channels,
                                         long long n, float* __restrict__ planes) {
@@ -37,10 +43,9 @@ extern "C" __global__ void srcnn_unpack(const void* __restrict__ pixels, int bit
     float s[4];
     for (int c = 0; c < channels; ++c) s[c] = srcnn_load_sample(pixels, i * channels + c, bits);
     if (channels >= 3) {
-        const float r = s[0], g = s[1], b = s[2];
-        planes[i] = (16.0f + 65.481f * r + 128.553f * g + 24.966f * b) / 255.0f;
-        planes[n + i] = (128.0f - 37.797f * r - 74.203f * g + 112.0f * b) / 255.0f;
-        planes[2 * n + i] = (128.0f + 112.0f * r - 93.786f * g - 18.214f * b) / 255.0f;
+        for (int c = 0; c < 3; ++c)
+            planes[c * n + i] = c_ycc_offset[c] + c_rgb_to_ycc[3 * c] * s[0] +
+                                c_rgb_to_ycc[3 * c + 1] * s[1] + c_rgb_to_ycc[3 * c + 2] * s[2];
     } else {
         planes[i] = s[0];
     }
@@ -48,9 +53,6 @@ extern "C" __global__ void srcnn_unpack(const void* __restrict__ pixels, int bit
 }
 
 // luma: HR (H x W); planes: the LR planes of srcnn_unpack (h x w each, n = h w apart).
-// ycc_to_rgb: the 3x3 inverse of the BT.601 matrix, row-major, computed on the host in float64.
-__constant__ float c_ycc_to_rgb[9];
-
 extern "C" __global__ void srcnn_pack(const float* __restrict__ luma,
                                       const float* __restrict__ planes, int h, int w, int scale,
                                       int channels, int bits, void* __restrict__ pixels) {
@@ -61,9 +63,9 @@ extern "C" __global__ void srcnn_pack(const float* __restrict__ luma,
     const long long n = (long long)h * w;
     const float Y = luma[i];
     if (channels >= 3) {
-        const float cb = srcnn_bicubic(planes + n, w, h, w, scale, y, x) - 128.0f / 255.0f;
-        const float cr = srcnn_bicubic(planes + 2 * n, w, h, w, scale, y, x) - 128.0f / 255.0f;
-        const float yy = Y - 16.0f / 255.0f;
+        const float cb = srcnn_bicubic(planes + n, w, h, w, scale, y, x) - c_ycc_offset[1];
+        const float cr = srcnn_bicubic(planes + 2 * n, w, h, w, scale, y, x) - c_ycc_offset[2];
+        const float yy = Y - c_ycc_offset[0];
         for (int c = 0; c < 3; ++c) {
             const float v = c_ycc_to_rgb[3 * c] * yy + c_ycc_to_rgb[3 * c + 1] * cb +
                             c_ycc_to_rgb[3 * c + 2] * cr;

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .backends import BACKEND_NAMES
 from .errors import OutputError, SrcnnError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -33,6 +34,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _scale(args: argparse.Namespace) -> int | None:
+    """-s if given; else the weights' own scale (-w), else the command's default."""
+    if args.scale is not None:
+        return args.scale
+    return None if args.weights else args.default_scale
+
+
 # --- upscale ---------------------------------------------------------------------------------
 
 
@@ -47,7 +55,7 @@ def output_path(source: Path, scale: int, out: Path | None, many: bool) -> Path:
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from .imagefile import read_image, write_image
+    from .imagefile import check_writable_format, read_image, write_image
     from .infer import Upscaler
 
     sources = [Path(p) for p in args.inputs]
@@ -56,7 +64,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if many and out is not None and out.exists() and not out.is_dir():
         _error(f"{out}: several inputs need -o to name a folder, and this is a file")
         return EXIT_USAGE
-    upscaler = Upscaler(args.scale, args.weights, args.backend, args.precision)
+    upscaler = Upscaler(_scale(args), args.weights, args.backend, args.precision)
     if out is not None and (many or str(args.output).endswith(("/", "\\"))):
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -64,14 +72,19 @@ def cmd_upscale(args: argparse.Namespace) -> int:
             _error(f"{out}: cannot create output folder ({exc.strerror or exc})")
             return EXIT_FAILED
     inputs = {s.resolve() for s in sources}
+    written: set[Path] = set()
     failed = 0
     for source in sources:
         target = output_path(source, upscaler.scale, out, many)
         try:
             if target.resolve() in inputs:
                 raise OutputError(f"{target}: refusing to overwrite an input image")
+            if target.resolve() in written:
+                raise OutputError(f"{target}: another input of this run already writes it")
             if target.exists() and not args.overwrite:
                 raise OutputError(f"{target}: already exists (use --overwrite to replace it)")
+            check_writable_format(target)
+            written.add(target.resolve())
             start = time.perf_counter()
             image = read_image(source)
             result = upscaler(image)
@@ -143,7 +156,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import bicubic_upscaler, evaluate
     from .infer import Upscaler
 
-    upscaler = Upscaler(args.scale, args.weights, args.backend, args.precision)
+    upscaler = Upscaler(_scale(args), args.weights, args.backend, args.precision)
     methods = {"bicubic": bicubic_upscaler(upscaler.scale), "SRCNN": upscaler}
     result = evaluate(args.data, upscaler.scale, methods, keep_images=bool(args.figure))
     print(result.table())
@@ -188,18 +201,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"srcnn-fast {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add_model_options(p: argparse.ArgumentParser, default_scale: int | None) -> None:
+    def add_model_options(p: argparse.ArgumentParser, default_scale: int) -> None:
         p.add_argument(
             "-s",
             "--scale",
             type=_positive_int,
-            default=default_scale,
-            help="upscaling factor (shipped weights: 2, 3, 4; default %(default)s)",
+            default=None,
+            help=f"upscaling factor (shipped weights: 2, 3, 4); default: the weights' own "
+            f"scale with -w, else {default_scale}",
         )
+        p.set_defaults(default_scale=default_scale)
         p.add_argument("-w", "--weights", help="weights file (default: the shipped ones)")
         p.add_argument(
             "--backend",
             default="auto",
+            choices=("auto", *BACKEND_NAMES),
             help="auto (default: the fastest available; env SRCNN_FAST_BACKEND overrides), "
             "cuda, cpu, reference",
         )
@@ -230,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
         "-s",
         "--scale",
         type=_positive_int,
-        default=2,
-        help="the scale the weights were trained for (default %(default)s)",
+        required=True,
+        help="the scale the weights were trained for (Keras files do not record it)",
     )
     p.set_defaults(func=cmd_convert)
 

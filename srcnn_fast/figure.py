@@ -18,7 +18,10 @@ LABEL_HEIGHT = 22
 GAP = 6
 
 
-def _as_rgb(image: np.ndarray) -> np.ndarray:
+def _as_rgb8(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 for display: gray repeated, alpha dropped, 16-bit scaled down."""
+    if image.dtype == np.uint16:
+        image = (image // 257).astype(np.uint8)
     if image.ndim == 2:
         return np.repeat(image[..., None], 3, axis=2)
     return image[..., :3]
@@ -54,7 +57,7 @@ def comparison_figure(
         y, x = best_window(row.images[methods[1]], row.images[methods[0]], crop)
         tiles = []
         for method in methods:
-            image = _as_rgb(row.images[method])[y : y + crop, x : x + crop]
+            image = _as_rgb8(row.images[method])[y : y + crop, x : x + crop]
             tile = np.repeat(np.repeat(image, zoom, axis=0), zoom, axis=1)
             label = np.full((LABEL_HEIGHT, tile.shape[1], 3), 255, np.uint8)
             scores = row.methods.get(method)
@@ -62,7 +65,7 @@ def comparison_figure(
             cv2.putText(
                 label, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA
             )
-            tiles.append(np.concatenate([label, tile.astype(np.uint8)], axis=0))
+            tiles.append(np.concatenate([label, tile], axis=0))
             tiles.append(np.full((tiles[-1].shape[0], GAP, 3), 255, np.uint8))
         rows.append(np.concatenate(tiles[:-1], axis=1))
         rows.append(np.full((GAP, rows[-1].shape[1], 3), 255, np.uint8))

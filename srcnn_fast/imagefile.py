@@ -14,14 +14,24 @@ import numpy as np
 
 from .errors import ImageError, OutputError
 
-#: Extensions OpenCV both reads and writes, the ones ``upscale`` accepts in folders.
+#: Extensions OpenCV both reads and writes (the training and evaluation folders use them).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
 
 def _cv2():
-    import cv2  # imported on first use: `import srcnn_fast.infer` stays light
+    import cv2  # imported on first use: the CLI's other commands do not pay for it
 
     return cv2
+
+
+def check_writable_format(path: str | os.PathLike[str]) -> None:
+    """Refuse, before any work, an output name whose extension OpenCV cannot encode."""
+    path = Path(path)
+    if not path.suffix or not _cv2().haveImageWriter(str(path)):
+        raise OutputError(
+            f"{path}: cannot write {path.suffix or 'files without an extension'} "
+            f"(use one of {', '.join(IMAGE_EXTENSIONS)})"
+        )
 
 
 def read_image(path: str | os.PathLike[str]) -> np.ndarray:

@@ -23,8 +23,9 @@ from .errors import ImageError
 INTEGER_SCALES = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 SUPPORTED_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 
-# MATLAB rgb2ycbcr for R, G, B in [0, 1]: ycbcr = offset + M @ rgb.
-_RGB_TO_YCBCR = (
+# MATLAB rgb2ycbcr for R, G, B in [0, 1]: ycbcr = offset + M @ rgb (float64; the CUDA kernels
+# get these as float32 constants).
+RGB_TO_YCBCR = (
     np.array(
         [
             [65.481, 128.553, 24.966],
@@ -35,8 +36,8 @@ _RGB_TO_YCBCR = (
     )
     / 255.0
 )
-_YCBCR_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float64) / 255.0
-_YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR)
+YCBCR_OFFSET = np.array([16.0, 128.0, 128.0], dtype=np.float64) / 255.0
+YCBCR_TO_RGB = np.linalg.inv(RGB_TO_YCBCR)
 
 
 # --- bit depths ------------------------------------------------------------------------------
@@ -72,14 +73,14 @@ def from_float(image: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
 
 def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     """float RGB (..., 3) in [0, 1] -> float32 YCbCr (..., 3), BT.601 studio range."""
-    m = _RGB_TO_YCBCR.astype(np.float32)
-    return rgb.astype(np.float32, copy=False) @ m.T + _YCBCR_OFFSET.astype(np.float32)
+    m = RGB_TO_YCBCR.astype(np.float32)
+    return rgb.astype(np.float32, copy=False) @ m.T + YCBCR_OFFSET.astype(np.float32)
 
 
 def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
     """float32 YCbCr (..., 3) -> float32 RGB (..., 3), unclipped."""
-    m = _YCBCR_TO_RGB.astype(np.float32)
-    return (ycbcr.astype(np.float32, copy=False) - _YCBCR_OFFSET.astype(np.float32)) @ m.T
+    m = YCBCR_TO_RGB.astype(np.float32)
+    return (ycbcr.astype(np.float32, copy=False) - YCBCR_OFFSET.astype(np.float32)) @ m.T
 
 
 def rgb_to_luma(rgb: np.ndarray) -> np.ndarray:

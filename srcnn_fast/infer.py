@@ -86,7 +86,7 @@ class Upscaler:
     the shipped default). ``backend``: ``auto`` (the best available; the ``SRCNN_FAST_BACKEND``
     environment variable overrides it) or a name from :data:`srcnn_fast.backends.BACKEND_NAMES`.
     ``precision``: "fp32", or "fp16" for the CUDA backend's tensor-core mode (float16 inputs and
-    weights, float32 accumulation; Set5 PSNR within 0.002 dB of fp32).
+    weights, float32 accumulation; measured Set5 PSNR cost at most 0.0012 dB).
     """
 
     def __init__(
@@ -130,11 +130,11 @@ _cache_lock = threading.Lock()
 
 def upscale(
     image: np.ndarray,
-    scale: int = DEFAULT_SCALE,
+    scale: int | None = None,
     weights: WeightsLike = None,
     backend: str = "auto",
 ) -> np.ndarray:
-    """One-call form of :class:`Upscaler`.
+    """One-call form of :class:`Upscaler` (``scale``: the weights' own, or 2 for the shipped).
 
     For shipped or file weights the upscaler is cached per (scale, weights file, backend), so
     repeated calls pay the loading cost once; a weights object builds a fresh one.

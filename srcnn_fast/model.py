@@ -143,7 +143,10 @@ class SRCNNWeights:
             os.replace(tmp, path)
         except OSError as exc:
             tmp.unlink(missing_ok=True)
-            raise WeightsError(f"{path}: cannot write weights: {exc.strerror or exc}") from exc
+            raise WeightsError(f"{path}: cannot write weights: {exc.strerror or exc}") from None
+        except BaseException:  # Ctrl-C mid-write: no partial file either
+            tmp.unlink(missing_ok=True)
+            raise
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> SRCNNWeights:

@@ -39,6 +39,11 @@ def window_size(scale: int, radius: int) -> int:
     return int(span.max()) + 4
 
 
+def phase_window_starts(scale: int, f: int) -> np.ndarray:
+    """(scale,) int64: window start minus j for the interior HR index s*j + q, per phase q."""
+    return _source_floor(np.arange(scale) - (f - 1) // 2, scale) - 1
+
+
 @dataclass(frozen=True)
 class AxisGeometry:
     """Per HR index along one axis: its class, and where its LR window starts."""

@@ -148,6 +148,8 @@ def make_training_pair(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarr
     """
     from PIL import Image
 
+    if hr.dtype == np.uint16:  # Pillow resizes 8-bit RGB only; the training sets are 8-bit
+        hr = (hr // 257).astype(np.uint8)
     height, width = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
     hr = hr[:height, :width]
     if hr.ndim == 3:
@@ -316,6 +318,11 @@ def _save_checkpoint(path: Path, model, optimizers, state: dict[str, Any]) -> No
     os.replace(tmp, path)
 
 
+def _checkpoint_state(path: Path) -> dict[str, Any]:
+    with np.load(path, allow_pickle=False) as ckpt:
+        return json.loads(ckpt["state"].tobytes().decode())
+
+
 def _load_checkpoint(path: Path, model, optimizers) -> dict[str, Any]:
     with np.load(path, allow_pickle=False) as ckpt:
         for i, variable in enumerate(model.weights):
@@ -333,9 +340,19 @@ def train(
     progress: bool | None = None,
 ) -> SRCNNWeights:
     """Train, checkpointing every epoch; returns (and writes to ``config.out``) the weights."""
+    if not 0.0 <= config.val_fraction < 1.0:
+        raise DataError(f"the validation fraction must be in [0, 1), not {config.val_fraction}")
+    if config.patch <= 2 * config.arch.radius:
+        raise DataError(
+            f"sub-images of {config.patch} pixels are too small for {config.arch.name}: "
+            f"they must exceed {2 * config.arch.radius}"
+        )
     tf, keras = _import_keras()
     ckpt_dir = config.checkpoint_path()
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"{ckpt_dir}: cannot create the checkpoint folder ({exc})") from None
     ckpt_file = ckpt_dir / "checkpoint.npz"
     log = _Log(ckpt_dir / "train.log", echo)
     keras.utils.set_random_seed(config.seed)
@@ -357,9 +374,26 @@ def train(
     ]
     optimizers[0].build(body)
     optimizers[1].build(head)
-    state: dict[str, Any] = {"epoch": 0, "history": [], "seconds": 0.0}
+    # What a checkpoint must agree on to be resumed (epochs may grow, paths may move).
+    recipe = {
+        k: v
+        for k, v in asdict(config).items()
+        if k not in ("epochs", "out", "checkpoint_dir", "init")
+    }
+    recipe["downscales"] = list(config.downscales)
+    state: dict[str, Any] = {"epoch": 0, "history": [], "seconds": 0.0, "recipe": recipe}
     if resume and ckpt_file.exists():
+        previous = _checkpoint_state(ckpt_file).get("recipe")
+        if previous is not None and previous != json.loads(json.dumps(recipe)):
+            changed = sorted(
+                k for k in recipe if previous.get(k) != json.loads(json.dumps(recipe))[k]
+            )
+            raise DataError(
+                f"{ckpt_file}: made by a different training setup ({', '.join(changed)} "
+                f"differ); use --restart or another --checkpoint-dir"
+            )
         state = _load_checkpoint(ckpt_file, model, optimizers)
+        state["recipe"] = recipe
         log(f"resumed from {ckpt_file} after epoch {state['epoch']}")
 
     @tf.function(jit_compile=True)

@@ -100,11 +100,16 @@ def test_user_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
             "nope.npz: no such weights file",
             1,
         ),
-        (["upscale", str(SAMPLES / "butterfly.png"), "--backend", "warp"], "unknown backend", 1),
+        (
+            ["upscale", str(SAMPLES / "butterfly.png"), "--backend", "warp"],
+            "invalid choice: 'warp'",
+            2,
+        ),
         (["upscale", str(SAMPLES / "butterfly.png"), "-s", "7"], "no shipped weights", 1),
         (["upscale", str(SAMPLES / "butterfly.png"), "-s", "zero"], "not an integer", 2),
         (["upscale"], "the following arguments are required", 2),
-        (["convert", str(tmp_path / "none.h5"), str(tmp_path / "o.npz")], "none.h5", 1),
+        (["convert", str(tmp_path / "none.h5"), str(tmp_path / "o.npz"), "-s", "3"], "none.h5", 1),
+        (["convert", str(tmp_path / "none.h5"), str(tmp_path / "o.npz")], "--scale", 2),
         (["eval", "--data", str(tmp_path)], "no *_LR.* / *_HR.* image pairs", 1),
     ]
     for argv, message, code in cases:
@@ -140,3 +145,34 @@ def test_info_shows_backends_and_the_choice(monkeypatch, capsys) -> None:
     monkeypatch.setenv("SRCNN_FAST_BACKEND", "reference")
     assert main(["info"]) == 0
     assert "auto -> reference: set by SRCNN_FAST_BACKEND=reference" in capsys.readouterr().out
+
+
+def test_two_inputs_never_write_the_same_output(tmp_path: Path, tiny_weights: Path, capsys) -> None:
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        write_image(
+            tmp_path / sub / "x.png", np.full((4, 5, 3), 40 if sub == "a" else 200, np.uint8)
+        )
+    out = tmp_path / "out"
+    argv = ["upscale", str(tmp_path / "a/x.png"), str(tmp_path / "b/x.png"), "-o", str(out)]
+    assert main([*argv, "-w", str(tiny_weights), "--overwrite", "-q"]) == 1
+    assert "another input of this run already writes it" in capsys.readouterr().err
+    assert read_image(out / "x_x2.png").shape == (8, 10, 3)
+
+
+def test_unwritable_format_is_refused_before_work(
+    tmp_path: Path, tiny_weights: Path, capsys
+) -> None:
+    argv = ["upscale", str(SAMPLES / "butterfly.png"), "-o", str(tmp_path / "big.xyz")]
+    assert main([*argv, "-w", str(tiny_weights)]) == 1
+    assert "cannot write .xyz" in capsys.readouterr().err
+    assert not list(tmp_path.glob("big*"))
+
+
+def test_weights_scale_is_the_default(tmp_path: Path, capsys) -> None:
+    weights = tmp_path / "w3.npz"
+    SRCNNWeights.random(Architecture(f1=3, n1=4, n2=4, f3=3), scale=3).save(weights)
+    sample = tmp_path / "s.png"
+    shutil.copy(SAMPLES / "butterfly.png", sample)
+    assert main(["upscale", str(sample), "-w", str(weights), "-q"]) == 0
+    assert read_image(tmp_path / "s_x3.png").shape == (384, 384, 3)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO, assert_close
-from cudacpu import KERNELS, CpuModule, build
+from cudacpu import KERNELS, CpuModule, build, have_compiler
 from cudacpu.device import HarnessDevice
 
 from srcnn_fast import imageops
@@ -54,6 +54,8 @@ from srcnn_fast.errors import BackendError
 from srcnn_fast.evaluate import evaluate
 from srcnn_fast.infer import Upscaler, shipped_weights_path
 from srcnn_fast.model import Architecture, SRCNNWeights
+
+pytestmark = pytest.mark.skipif(not have_compiler(), reason="no g++ to run CUDA C on the CPU")
 
 U = 2.0**-11  # unit roundoff of IEEE binary16, round to nearest
 SIGMAS = 6.0

@@ -137,3 +137,24 @@ def test_train_command(folder: Path, tmp_path: Path, capsys) -> None:
     assert "epoch 1/1" in capsys.readouterr().out
     assert main(["train", "--data", str(tmp_path / "none"), "--scale", "3", "--out", str(out)]) == 1
     assert main([*argv[:9], "--f1", "4"]) == 2
+
+
+def test_refusals(folder: Path, tmp_path: Path) -> None:
+    from srcnn_fast.errors import DataError
+
+    base = {
+        "data": str(folder),
+        "scale": 2,
+        "out": str(tmp_path / "w.npz"),
+        "arch": TINY,
+        "epochs": 1,
+        "steps_per_epoch": 2,
+        "patch": 17,
+    }
+    with pytest.raises(DataError, match="validation fraction"):
+        train(TrainConfig(**{**base, "val_fraction": 1.5}), progress=False)
+    with pytest.raises(DataError, match="too small"):
+        train(TrainConfig(**{**base, "patch": 4}), progress=False)
+    train(TrainConfig(**base), echo=lambda _: None, progress=False)
+    with pytest.raises(DataError, match=r"different training setup \(scale differ"):
+        train(TrainConfig(**{**base, "scale": 3}), echo=lambda _: None, progress=False)

@@ -9,6 +9,7 @@ conv1). Colour, alpha and bit depths stay in :mod:`srcnn_fast.imageops`, shared 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Protocol
 
 import numpy as np
@@ -103,6 +104,7 @@ PRECISIONS = ("fp32", "fp16")
 
 def create_backend(name: str, weights: SRCNNWeights, precision: str = "fp32") -> Backend:
     """Build the named backend (``auto`` resolved) for these weights."""
+    chosen_automatically = name == "auto" and not os.environ.get(BACKEND_ENV, "").strip()
     name = resolve_backend_name(name)
     if precision not in PRECISIONS:
         raise BackendError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
@@ -111,7 +113,15 @@ def create_backend(name: str, weights: SRCNNWeights, precision: str = "fp32") ->
     if name == "cuda":
         from .cuda import CudaBackend
 
-        return CudaBackend(weights, precision=precision)
+        try:
+            return CudaBackend(weights, precision=precision)
+        except BackendError as exc:
+            # Chosen by auto, not by the user: a GPU that cannot run these weights (a 9-5-5
+            # model, scale > 8, a broken NVRTC) falls back to the CPU instead of failing.
+            if not chosen_automatically or precision != "fp32":
+                raise
+            print(f"srcnn-fast: {exc}; using the cpu backend", file=sys.stderr)
+            name = "cpu"
     if name == "cpu":
         from .cpu import CpuBackend
 

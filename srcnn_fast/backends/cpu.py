@@ -33,6 +33,7 @@ pass. Border *rows* need nothing special: a whole row shares its row class.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import threading
@@ -44,20 +45,26 @@ import numpy as np
 from numba import njit, prange
 
 from ..model import SRCNNWeights
-from ..polyphase import axis_geometry, fold_conv1, window_size
+from ..polyphase import axis_geometry, fold_conv1, phase_window_starts, window_size
 from .simd import W, vadd, vbroadcast, vbroadcast_at, vfma, vload, vrelu, vstore, vzero
 
 
 def cache_dir() -> Path:
     """Per-user folder for the compiled kernels (so a read-only site-packages works).
 
-    ``NUMBA_CACHE_DIR`` wins if set; else ``$XDG_CACHE_HOME/srcnn-fast`` (``~/.cache/...``).
-    One sub-folder per vector width: a kernel compiled for one never loads for another.
+    Under ``NUMBA_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/srcnn-fast`` (``~/.cache/...``),
+    one sub-folder per vector width and per version of the kernel sources: Numba only notices
+    edits to the module that defines a function, so a changed ``simd.py`` or ``polyphase.py``
+    must not meet machine code compiled from the old one.
     """
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return Path(os.environ["NUMBA_CACHE_DIR"])
-    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(root) / "srcnn-fast" / f"numba-w{W}"
+    root = os.environ.get("NUMBA_CACHE_DIR")
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "srcnn-fast")
+    here = Path(__file__).resolve().parent
+    sources = [here / "cpu.py", here / "simd.py", here.parent / "polyphase.py"]
+    version = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
+    return Path(root) / f"numba-w{W}-{version}"
 
 
 # Numba fixes a function's cache location when it is decorated; point it at our folder only
@@ -394,8 +401,6 @@ class CpuBackend:
     _announced = False  # the first-compile message is printed once per process
 
     def __init__(self, weights: SRCNNWeights, threads: int | None = None) -> None:
-        import numba
-
         arch = weights.arch
         self.weights = weights
         # The fused kernel keeps conv2 per pixel, so it needs a 1x1 conv2 (every SRCNN in the
@@ -442,9 +447,6 @@ class CpuBackend:
         rows = axis_geometry(h, s, arch.f1)
         cols = axis_geometry(w, s, arch.f1)
         k1 = fold_conv1(self.w1, rows, cols)  # (rc, cc, t, t, n1p)
-        # Window start relative to j for interior HR column X = s*j + q (polyphase.py).
-        q = np.arange(s)
-        phase_col_base = (np.floor((q - (arch.f1 - 1) // 2 + 0.5) / s - 0.5) - 1).astype(np.int64)
         width_blocks = _round_up(w, PIXELS)
         lr_pad = t + 2
         lr_stride = lr_pad + width_blocks + t + PIXELS + 2
@@ -466,7 +468,7 @@ class CpuBackend:
             col_class=cols.classes,
             col_base=cols.base,
             col_interior=cols.interior,
-            phase_col_base=phase_col_base,
+            phase_col_base=phase_window_starts(s, arch.f1),
             ring_plane=ring_plane,
             ring_pad=ring_pad,
         )

@@ -12,6 +12,8 @@ interface, so the tests run this exact code with the CUDA-on-CPU harness standin
 
 from __future__ import annotations
 
+import hashlib
+import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
 from importlib import resources
@@ -21,11 +23,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from .. import imageops
-from ..errors import BackendError
+from ..errors import BackendError, ImageError
 from ..model import SRCNNWeights
 
 #: Threads per block of every kernel (the fused kernel's __launch_bounds__).
 THREADS = 256
+#: Output tiles (TILE_H, TILE_W) of the fused kernels, largest first.
+TILES = ((16, 32), (8, 32), (8, 16), (4, 16))
 MAX_SCALE = 8
 
 
@@ -34,14 +38,11 @@ def kernel_dir() -> Path:
     return Path(str(resources.files("srcnn_fast.kernels")))
 
 
-def tile_for(max_shared_bytes: int, n2: int, f3: int, f1: int) -> tuple[int, int]:
+def tile_for(max_shared_bytes: int, weights: SRCNNWeights) -> tuple[int, int]:
     """Largest (TILE_H, TILE_W) of the fused kernel whose shared memory fits the device."""
-    r3, r1 = (f3 - 1) // 2, (f1 - 1) // 2
-    for tile_h, tile_w in ((16, 32), (8, 32), (8, 16), (4, 16)):
-        region = (tile_h + 2 * r3) * (tile_w + 2 * r3)
-        window = (tile_h + 2 * r3 + 2 * r1) * (tile_w + 2 * r3 + 2 * r1)
-        if 4 * (n2 * region + window) <= max_shared_bytes:
-            return tile_h, tile_w
+    for tile in TILES:
+        if fused_shared_bytes(weights, tile) <= max_shared_bytes:
+            return tile
     raise BackendError(f"the GPU's shared memory ({max_shared_bytes} B) is too small")
 
 
@@ -80,8 +81,13 @@ def bicubic_constants(scale: int) -> tuple[np.ndarray, np.ndarray]:
     return weights.reshape(-1), origin
 
 
-def ycc_to_rgb_constant() -> np.ndarray:
-    return imageops._YCBCR_TO_RGB.astype(np.float32).reshape(-1)
+def colour_constants() -> dict[str, np.ndarray]:
+    """The BT.601 matrices of imageops for srcnn_pixels.cu."""
+    return {
+        "c_rgb_to_ycc": imageops.RGB_TO_YCBCR.astype(np.float32).reshape(-1),
+        "c_ycc_offset": imageops.YCBCR_OFFSET.astype(np.float32),
+        "c_ycc_to_rgb": imageops.YCBCR_TO_RGB.astype(np.float32).reshape(-1),
+    }
 
 
 def compile_options(source: Path, options: tuple[str, ...]) -> tuple[str, ...]:
@@ -103,7 +109,7 @@ class NetworkKernel:
 
 def fp32_network(weights: SRCNNWeights, max_shared_bytes: int) -> NetworkKernel:
     """``srcnn_fused_f32`` for these weights on a device with this much shared memory."""
-    tile = tile_for(max_shared_bytes, weights.arch.n2, weights.arch.f3, weights.arch.f1)
+    tile = tile_for(max_shared_bytes, weights)
     bicubic_w, bicubic_origin = bicubic_constants(weights.scale)
     return NetworkKernel(
         source=kernel_dir() / "srcnn_fused_f32.cu",
@@ -196,10 +202,13 @@ class Pipeline:
         bicubic_w, bicubic_origin = bicubic_constants(self.scale)
         self.pixel_module.set_constant("c_bicubic_weight", bicubic_w)
         self.pixel_module.set_constant("c_bicubic_origin", bicubic_origin)
-        self.pixel_module.set_constant("c_ycc_to_rgb", ycc_to_rgb_constant())
+        for name, value in colour_constants().items():
+            self.pixel_module.set_constant(name, value)
         self.unpack = self.pixel_module.get_function("srcnn_unpack")
         self.pack = self.pixel_module.get_function("srcnn_pack")
         self._buffers: _Buffers | None = None
+        #: Calls share the buffers and launch in order on one stream: one call at a time.
+        self.lock = threading.Lock()
 
     def _buffers_for(self, frames: int, h: int, w: int) -> _Buffers:
         """Planes and HR luma for this frame size, reused while the size stays the same."""
@@ -292,7 +301,20 @@ class CupyDevice:
     def compile(self, source: Path, options: tuple[str, ...]) -> Module:
         import cupy
 
-        raw = cupy.RawModule(code=source.read_text(), options=compile_options(source, options))
+        # CuPy's on-disk cache is keyed on the code and options, not on #included files:
+        # name the headers' content in the code so a changed header recompiles.
+        headers = hashlib.sha256(
+            b"".join(h.read_bytes() for h in sorted(source.parent.glob("*.cuh")))
+        ).hexdigest()
+        code = f"// srcnn-fast headers sha256 {headers}\n{source.read_text()}"
+        try:
+            raw = cupy.RawModule(code=code, options=compile_options(source, options))
+            raw.compile()
+        except Exception as exc:  # NVRTC missing or failing, driver mismatch: one line
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise BackendError(
+                f"cannot compile {source.name} for this GPU ({type(exc).__name__}: {message})"
+            ) from None
         return _CupyModule(raw)
 
 
@@ -349,30 +371,38 @@ class CudaBackend:
         self.pipeline = Pipeline(weights, self.device, precision)
 
     def upscale_luma(self, luma: Any) -> Any:
-        xp = self.device.xp
+        xp, s = self.device.xp, self.weights.scale
         on_host = isinstance(luma, np.ndarray) and xp is not np
-        lr = xp.ascontiguousarray(xp.asarray(luma, dtype=np.float32))[None]
-        s = self.weights.scale
-        out = xp.empty((1, lr.shape[1] * s, lr.shape[2] * s), np.float32)
-        with _on(self.device.stream):
+        with self.pipeline.lock, _on(self.device.stream):
+            lr = xp.ascontiguousarray(xp.asarray(luma, dtype=np.float32))[None]
+            out = xp.empty((1, lr.shape[1] * s, lr.shape[2] * s), np.float32)
             self.pipeline.luma(lr, out)
-        return out[0].get() if on_host else out[0]
+            return out[0].get() if on_host else out[0]
 
     def upscale_pixels(self, image: Any) -> Any:
-        """(h, w[, c]) or a batch (frames, h, w, c) of packed pixels -> the upscaled pixels."""
+        """(h, w[, c]) or a batch (frames, h, w, c) of packed pixels -> the upscaled pixels.
+
+        uint8, uint16 or float32; c from 1 to 4 (gray, gray + alpha, RGB, RGBA). Safe to call
+        from several threads (calls run one at a time).
+        """
         xp = self.device.xp
         on_host = isinstance(image, np.ndarray) and xp is not np
-        batch = xp.asarray(image)
-        squeeze_channels = batch.ndim == 2
-        if squeeze_channels:
-            batch = batch[..., None]
-        single = batch.ndim == 3
-        if single:
-            batch = batch[None]
-        with _on(self.device.stream):
+        if np.dtype(image.dtype) not in (np.uint8, np.uint16, np.float32):
+            raise ImageError(f"unsupported dtype {image.dtype} (use uint8, uint16 or float32)")
+        if image.ndim not in (2, 3, 4) or (image.ndim >= 3 and not 1 <= image.shape[-1] <= 4):
+            raise ImageError(
+                f"unsupported shape {tuple(image.shape)} (use HxW, HxWxC or NxHxWxC, C 1-4)"
+            )
+        squeeze_channels, single = image.ndim == 2, image.ndim <= 3
+        with self.pipeline.lock, _on(self.device.stream):
+            batch = xp.asarray(image)
+            if squeeze_channels:
+                batch = batch[..., None]
+            if single:
+                batch = batch[None]
             out = self.pipeline.pixels(batch)
-        if single:
-            out = out[0]
-        if squeeze_channels:
-            out = out[..., 0]
-        return out.get() if on_host else out
+            if single:
+                out = out[0]
+            if squeeze_channels:
+                out = out[..., 0]
+            return out.get() if on_host else out
