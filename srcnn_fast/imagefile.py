@@ -64,7 +64,39 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         image = image[..., 0] if conversion is None else cv2.cvtColor(image, conversion)
     if image.size == 0:
         raise ImageError(f"{path}: image has zero size")
-    return np.ascontiguousarray(image)
+    return np.ascontiguousarray(_apply_exif_orientation(image, _exif_orientation(path)))
+
+
+# EXIF orientation (tag 0x0112) -> the array operation that shows the image upright, as
+# Pillow's ImageOps.exif_transpose does (the tests compare with it).
+_ORIENT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _exif_orientation(path: Path) -> int:
+    """The file's EXIF orientation (1 = upright). OpenCV's IMREAD_UNCHANGED ignores it, so a
+    phone photo would come out rotated; Pillow reads just the header to find it."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - Pillow is a dependency; stay usable without it
+        return 1
+    try:
+        with Image.open(path) as image:
+            return int(image.getexif().get(0x0112, 1))
+    except Exception:  # no EXIF, or a format Pillow does not know: nothing to rotate
+        return 1
+
+
+def _apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    transform = _ORIENT.get(orientation)
+    return image if transform is None else transform(image)
 
 
 def write_image(path: str | os.PathLike[str], image: np.ndarray, overwrite: bool = False) -> None:

@@ -22,7 +22,8 @@ def main() -> None:
     parser.add_argument("--backend", default="reference")
     args = parser.parse_args()
     print(
-        "| set | scale | bicubic PSNR / SSIM | SRCNN (shipped) PSNR / SSIM | gain | paper (ECCV 2014, 9-1-5) |"
+        "| set | scale | bicubic PSNR / SSIM | SRCNN (shipped) PSNR / SSIM | gain "
+        "| paper (ECCV 2014, 9-1-5) |"
     )
     print("|---|---|---|---|---|---|")
     for dataset in ("Set5", "Set14"):
