@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
 from .backends import BACKEND_NAMES
-from .errors import OutputError, SrcnnError
+from .errors import SrcnnError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -44,64 +43,39 @@ def _scale(args: argparse.Namespace) -> int | None:
 # --- upscale ---------------------------------------------------------------------------------
 
 
-def output_path(source: Path, scale: int, out: Path | None, many: bool) -> Path:
-    """Where the upscaled ``source`` goes: ``NAME_xS.EXT`` beside it, or under/at ``out``."""
-    name = f"{source.stem}_x{scale}{source.suffix}"
-    if out is None:
-        return source.with_name(name)
-    if many or out.is_dir() or str(out).endswith(("/", "\\")):
-        return out / name
-    return out
-
-
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from .imagefile import check_writable_format, read_image, write_image
+    from .batch import collect_jobs, run_jobs
     from .infer import Upscaler
 
-    sources = [Path(p) for p in args.inputs]
+    upscaler = Upscaler(_scale(args), args.weights, args.backend, args.precision)
+    jobs, problems = collect_jobs(args.inputs, upscaler.scale, args.output, args.recursive)
     out = Path(args.output) if args.output else None
-    many = len(sources) > 1
-    if many and out is not None and out.exists() and not out.is_dir():
+    for problem in problems:
+        _error(problem)
+    if out is not None and len(jobs) > 1 and out.exists() and not out.is_dir():
         _error(f"{out}: several inputs need -o to name a folder, and this is a file")
         return EXIT_USAGE
-    upscaler = Upscaler(_scale(args), args.weights, args.backend, args.precision)
-    if out is not None and (many or str(args.output).endswith(("/", "\\"))):
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            _error(f"{out}: cannot create output folder ({exc.strerror or exc})")
-            return EXIT_FAILED
-    inputs = {s.resolve() for s in sources}
-    written: set[Path] = set()
-    failed = 0
-    for source in sources:
-        target = output_path(source, upscaler.scale, out, many)
-        try:
-            if target.resolve() in inputs:
-                raise OutputError(f"{target}: refusing to overwrite an input image")
-            if target.resolve() in written:
-                raise OutputError(f"{target}: another input of this run already writes it")
-            if target.exists() and not args.overwrite:
-                raise OutputError(f"{target}: already exists (use --overwrite to replace it)")
-            check_writable_format(target)
-            written.add(target.resolve())
-            start = time.perf_counter()
-            image = read_image(source)
-            result = upscaler(image)
-            write_image(target, result, overwrite=args.overwrite)
-        except SrcnnError as exc:
-            _error(str(exc))
-            failed += 1
-            continue
-        if not args.quiet:
-            h, w = image.shape[:2]
-            print(
-                f"{source} -> {target} ({w}x{h} -> {result.shape[1]}x{result.shape[0]}, "
-                f"{upscaler.backend_name}, {time.perf_counter() - start:.2f} s)"
-            )
-    if failed and many:
-        _error(f"{failed} of {len(sources)} images failed")
-    return EXIT_FAILED if failed else EXIT_OK
+    progress = None if not args.quiet else False
+
+    def done(job) -> None:
+        if not args.quiet and not sys.stderr.isatty():
+            print(f"{job.source} -> {job.target}")
+
+    summary = run_jobs(
+        jobs,
+        upscaler,
+        upscaler.scale,
+        overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
+        max_pixels=args.max_pixels,
+        progress=progress,
+        report=_error,
+        on_done=done,
+    )
+    summary.failed += len(problems)
+    if not args.quiet or summary.failed:
+        print(f"srcnn-fast: {summary.line()} ({upscaler.backend_name} backend)", file=sys.stderr)
+    return EXIT_FAILED if summary.failed else EXIT_OK
 
 
 # --- convert ---------------------------------------------------------------------------------
@@ -226,8 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
             help="fp16: the CUDA backend's tensor-core mode (default fp32)",
         )
 
-    p = sub.add_parser("upscale", help="upscale image files")
-    p.add_argument("inputs", nargs="+", metavar="IN", help="image files")
+    p = sub.add_parser("upscale", help="upscale image files, folders or globs")
+    p.add_argument("inputs", nargs="+", metavar="IN", help="image files, folders or globs")
     p.add_argument(
         "-o",
         "--output",
@@ -236,6 +210,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_model_options(p, 2)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="leave inputs whose output exists alone (resume a folder)",
+    )
+    p.add_argument(
+        "-r",
+        "--recursive",
+        action="store_true",
+        help="folders: also their sub-folders (the tree is mirrored under -o)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=250_000_000,
+        help="refuse outputs larger than this many pixels (default %(default)s)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.set_defaults(func=cmd_upscale)
 

@@ -7,6 +7,7 @@ destination folder, renamed over the target only once it is complete.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -19,8 +20,13 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 
 
 def _cv2():
-    import cv2  # imported on first use: the CLI's other commands do not pay for it
+    # Imported on first use: the CLI's other commands do not pay for it. OpenCV's own log
+    # lines ("[ WARN ...] grfmt_png ...") would follow our one-line message: silence them.
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+    import cv2
 
+    with contextlib.suppress(AttributeError):  # older OpenCV: the variable above does it
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     return cv2
 
 

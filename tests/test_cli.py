@@ -89,7 +89,8 @@ def test_bad_files_fail_alone_with_one_line_each(images: Path, tiny_weights: Pat
     assert any("broken.png: not an image" in line for line in err), err
     assert any("empty.jpg: empty file" in line for line in err), err
     assert any("missing.png: no such file" in line for line in err), err
-    assert err[-1].endswith("3 of 4 images failed")
+    assert "1 upscaled, 3 failed" in err[-1], err
+    assert len(err) == 4, err  # one line per failure, then the summary: nothing from OpenCV
     assert not [p for p in images.iterdir() if ".tmp" in p.name], "no partial files"
 
 

@@ -1,0 +1,237 @@
+"""Many files in one run: expanding inputs (files, folders, globs) into jobs, and running them
+with decoding and encoding overlapped with compute.
+
+Naming: ``NAME_xS.EXT`` beside each input, or under ``-o DIR`` with the input folders' tree
+mirrored; a folder's own earlier outputs (``*_xS.*``) are not taken as inputs again, so names
+never double up. Every output is written atomically (``imagefile.write_image``).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ImageError, OutputError, SrcnnError
+from .imagefile import IMAGE_EXTENSIONS, check_writable_format, read_image, write_image
+
+#: Default largest output, in pixels: beyond it memory is the problem (a float32 plane per
+#: channel and the network's buffers, ~20 bytes per output pixel).
+DEFAULT_MAX_PIXELS = 250_000_000
+_GLOB = re.compile(r"[*?\[]")
+
+
+@dataclass
+class Job:
+    source: Path
+    target: Path
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        parts = [f"{self.done} upscaled"]
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped (output exists)")
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        return ", ".join(parts) + f" in {self.seconds:.1f} s"
+
+
+def _is_our_output(path: Path, scale: int) -> bool:
+    return path.stem.endswith(f"_x{scale}")
+
+
+def _images_in(folder: Path, recursive: bool, scale: int) -> list[Path]:
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        p
+        for p in candidates
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not _is_our_output(p, scale)
+    )
+
+
+def collect_jobs(
+    inputs: Iterable[str],
+    scale: int,
+    out: str | None,
+    recursive: bool,
+) -> tuple[list[Job], list[str]]:
+    """Jobs for the inputs, and one message per input that names nothing usable.
+
+    ``out`` is -o as typed: a folder if it exists as one or ends with a separator, or if
+    there is more than one input; else the output file of the single input file.
+    """
+    inputs = list(inputs)
+    found: list[tuple[Path, Path]] = []  # (file, the folder its output path is relative to)
+    problems: list[str] = []
+    for arg in inputs:
+        path = Path(arg)
+        if path.is_dir():
+            files = _images_in(path, recursive, scale)
+            if not files:
+                problems.append(
+                    f"{path}: no images in this folder"
+                    + ("" if recursive else " (use -r for sub-folders)")
+                )
+            found += [(f, path) for f in files]
+        elif path.exists():
+            found.append((path, path.parent))
+        elif _GLOB.search(arg):
+            matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))]
+            files = [m for m in matches if m.is_file() and not _is_our_output(m, scale)]
+            if not files:
+                problems.append(f"{arg}: no file matches this pattern")
+            root = Path(re.split(r"[*?\[]", arg, maxsplit=1)[0] or ".")
+            root = root if root.is_dir() else root.parent
+            found += [(f, root) for f in files]
+        else:
+            problems.append(f"{path}: no such file or folder")
+    # One file named on its own: -o may name the output file itself.
+    out_file = (
+        out is not None
+        and len(inputs) == 1
+        and Path(inputs[0]).is_file()
+        and not Path(out).is_dir()
+        and not out.endswith(("/", os.sep))
+    )
+    jobs = []
+    for source, root in found:
+        name = f"{source.stem}_x{scale}{source.suffix}"
+        if out is None:
+            target = source.with_name(name)
+        elif out_file:
+            target = Path(out)
+        else:
+            target = Path(out) / source.parent.relative_to(root) / name
+        jobs.append(Job(source, target))
+    return jobs, problems
+
+
+def check_size(path: Path, scale: int, max_pixels: int) -> None:
+    """Refuse, from the header alone, an image whose output would exceed ``max_pixels``."""
+    try:
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = None  # our own limit replaces Pillow's bomb check
+        with Image.open(path) as image:
+            width, height = image.size
+    except Exception:  # Pillow cannot read the header: OpenCV will decide
+        return
+    pixels = width * height * scale * scale
+    if pixels > max_pixels:
+        raise ImageError(
+            f"{path}: output would be {width * scale}x{height * scale} "
+            f"({pixels / 1e6:.0f} Mpx), over the {max_pixels / 1e6:.0f} Mpx limit "
+            f"(raise it with --max-pixels)"
+        )
+
+
+def run_jobs(
+    jobs: list[Job],
+    upscale: Callable[[np.ndarray], np.ndarray],
+    scale: int,
+    overwrite: bool = False,
+    skip_existing: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: bool | None = None,
+    report: Callable[[str], None] | None = None,
+    on_done: Callable[[Job], None] | None = None,
+) -> Summary:
+    """Upscale every job: the next file decodes and the last one encodes while one computes.
+
+    One failing file never stops the others; its message is reported and counted.
+    """
+    summary = Summary()
+    start = time.perf_counter()
+    report = report or (lambda message: print(message, file=sys.stderr))
+    inputs = {job.source.resolve() for job in jobs}
+    planned: set[Path] = set()
+    runnable: list[Job] = []
+    for job in jobs:
+        try:
+            target = job.target.resolve()
+            if target in inputs:
+                raise OutputError(f"{job.target}: refusing to overwrite an input image")
+            if target in planned:
+                raise OutputError(f"{job.target}: another input of this run already writes it")
+            planned.add(target)
+            if job.target.exists():
+                if skip_existing:
+                    summary.skipped += 1
+                    continue
+                if not overwrite:
+                    raise OutputError(
+                        f"{job.target}: already exists (use --overwrite or --skip-existing)"
+                    )
+            check_writable_format(job.target)
+            runnable.append(job)
+        except SrcnnError as exc:
+            summary.failed += 1
+            summary.errors.append(str(exc))
+            report(str(exc))
+
+    def load(job: Job) -> np.ndarray:
+        check_size(job.source, scale, max_pixels)
+        return read_image(job.source)
+
+    def save(job: Job, image: np.ndarray) -> None:
+        try:
+            job.target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(
+                f"{job.target.parent}: cannot create the folder ({exc.strerror or exc})"
+            ) from None
+        write_image(job.target, image, overwrite=True)
+
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = None
+    if show and runnable:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(runnable), unit="image", file=sys.stderr)
+    with ThreadPoolExecutor(max_workers=2) as io:
+        pending_reads: dict[int, Future] = {}
+        writes: list[tuple[Job, Future]] = []  # encoded in the background, checked at the end
+        for i, job in enumerate(runnable):
+            if i not in pending_reads:
+                pending_reads[i] = io.submit(load, job)
+            if i + 1 < len(runnable):
+                pending_reads[i + 1] = io.submit(load, runnable[i + 1])
+            try:
+                image = pending_reads.pop(i).result()
+                writes.append((job, io.submit(save, job, upscale(image))))
+            except SrcnnError as exc:
+                summary.failed += 1
+                summary.errors.append(str(exc))
+                report(str(exc))
+            if bar is not None:
+                bar.update(1)
+        for job, future in writes:
+            try:
+                future.result()
+                summary.done += 1
+                if on_done is not None:
+                    on_done(job)
+            except SrcnnError as exc:
+                summary.failed += 1
+                summary.errors.append(str(exc))
+                report(str(exc))
+    if bar is not None:
+        bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
