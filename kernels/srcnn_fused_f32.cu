@@ -26,34 +26,8 @@
 // network for the 16 x 32 tile (the halo is recomputed by neighbouring blocks).
 #include "srcnn_common.cuh"
 
-#ifndef F1
-#define F1 9
-#endif
-#ifndef N1
-#define N1 64
-#endif
-#ifndef N2
-#define N2 32
-#endif
-#ifndef F3
-#define F3 5
-#endif
-#ifndef TILE_H
-#define TILE_H 16
-#endif
-#ifndef TILE_W
-#define TILE_W 32
-#endif
-#ifndef THREADS
-#define THREADS 256
-#endif
+#include "srcnn_fused_config.cuh"
 
-#define R1 ((F1 - 1) / 2)
-#define R3 ((F3 - 1) / 2)
-#define REGION_H (TILE_H + 2 * R3)
-#define REGION_W (TILE_W + 2 * R3)
-#define WINDOW_H (REGION_H + 2 * R1)
-#define WINDOW_W (REGION_W + 2 * R1)
 // Dynamic shared memory the host must provide for one block (bytes).
 #define SRCNN_F32_SMEM_BYTES (4 * (N2 * REGION_H * REGION_W + WINDOW_H * WINDOW_W))
 
