@@ -9,14 +9,10 @@ packed pixels equal to the reference pipeline's, or 1 LSB apart (a value within 
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from conftest import REPO, assert_close
-from cudacpu import CpuModule, have_compiler
+from cudacpu import CpuModule, have_compiler, sanitizer_run
 from cudacpu.device import HarnessDevice
 
 from srcnn_fast.backends.cuda import CudaBackend, tile_for
@@ -138,25 +134,6 @@ def test_shared_memory_is_poisoned_between_blocks() -> None:
     np.testing.assert_array_equal(y, x + np.roll(x.reshape(2, 64), -1, axis=1).reshape(-1))
 
 
-def _sanitizer_run(variant: str, code: str) -> subprocess.CompletedProcess[str]:
-    library = {"tsan": "libtsan.so", "asan": "libasan.so"}[variant]
-    runtime = subprocess.run(
-        ["g++", f"-print-file-name={library}"], capture_output=True, text=True
-    ).stdout.strip()
-    if not os.path.isabs(runtime):
-        pytest.skip(f"g++ has no {library} here")
-    env = dict(
-        os.environ,
-        LD_PRELOAD=runtime,
-        ASAN_OPTIONS="detect_leaks=0",
-        TSAN_OPTIONS="halt_on_error=0 report_signal_unsafe=0",
-        PYTHONPATH=f"{REPO / 'tests'}{os.pathsep}{REPO}",
-    )
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
-    )
-
-
 PLANTED_RUN = """
 import numpy as np, sys
 from cudacpu import CpuModule
@@ -175,11 +152,11 @@ print("ran")
     ],
 )
 def test_sanitizers_catch_planted_bugs(variant: str, plant: str, report: str) -> None:
-    clean = _sanitizer_run(
+    clean = sanitizer_run(
         variant, PLANTED_RUN.format(path=str(PLANTED), options=[], variant=variant)
     )
     assert "ran" in clean.stdout and "Sanitizer" not in clean.stderr, clean.stderr[-3000:]
-    planted = _sanitizer_run(
+    planted = sanitizer_run(
         variant, PLANTED_RUN.format(path=str(PLANTED), options=[plant], variant=variant)
     )
     assert report in planted.stderr, planted.stderr[-3000:]
@@ -197,6 +174,6 @@ b = CudaBackend(w, HarnessDevice(16 * 1024, {variant!r}))
 img = np.random.default_rng(1).integers(0, 256, (5, 6, 4)).astype(np.uint8)
 print("ran", b.upscale_pixels(img).shape)
 """
-    run = _sanitizer_run(variant, code)
+    run = sanitizer_run(variant, code)
     assert "ran (15, 18, 4)" in run.stdout, run.stdout + run.stderr[-3000:]
     assert "Sanitizer" not in run.stderr, run.stderr[-3000:]

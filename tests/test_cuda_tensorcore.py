@@ -28,7 +28,6 @@ register of conv1 errs by 85 sigma, a wrong fragment layout by the size of the s
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO, assert_close
-from cudacpu import KERNELS, CpuModule, build, have_compiler
+from cudacpu import KERNELS, CpuModule, build, have_compiler, sanitizer_run
 from cudacpu.device import HarnessDevice
 
 from srcnn_fast import imageops
@@ -376,25 +375,6 @@ def test_constants_are_b_fragments_of_the_weights() -> None:
     assert tensorcore_problem(type("New", (), {"compute_capability": "80"})()) is None
 
 
-def _sanitizer_run(variant: str, code: str) -> subprocess.CompletedProcess[str]:
-    library = {"tsan": "libtsan.so", "asan": "libasan.so"}[variant]
-    runtime = subprocess.run(
-        ["g++", f"-print-file-name={library}"], capture_output=True, text=True
-    ).stdout.strip()
-    if not os.path.isabs(runtime):
-        pytest.skip(f"g++ has no {library} here")
-    env = dict(
-        os.environ,
-        LD_PRELOAD=runtime,
-        ASAN_OPTIONS="detect_leaks=0",
-        TSAN_OPTIONS="halt_on_error=0 report_signal_unsafe=0",
-        PYTHONPATH=f"{REPO / 'tests'}{os.pathsep}{REPO}",
-    )
-    return subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
-    )
-
-
 @pytest.mark.parametrize("variant", ["tsan", "asan"])
 def test_kernel_is_clean_under_sanitizers(variant: str) -> None:
     # std::thread per CUDA thread: the mma emulation's warp barriers under ThreadSanitizer, the
@@ -409,7 +389,7 @@ b = CudaBackend(w, HarnessDevice(16 * 1024, {variant!r}), precision="fp16")
 img = np.random.default_rng(1).integers(0, 256, (5, 6, 4)).astype(np.uint8)
 print("ran", b.pipeline.tile, b.upscale_pixels(img).shape)
 """
-    run = _sanitizer_run(variant, code)
+    run = sanitizer_run(variant, code)
     assert "ran (8, 16) (15, 18, 4)" in run.stdout, run.stdout + run.stderr[-3000:]
     assert "Sanitizer" not in run.stderr, run.stderr[-3000:]
 

@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import subprocess
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,6 +50,30 @@ def translation_unit(source_path: Path, main: str = "") -> str:
         f'#include "{source_path}"\n'
         '#include "cuda_cpu_runtime.h"\n'
         f"{launchers}\n{main}\n"
+    )
+
+
+def sanitizer_run(variant: str, code: str) -> subprocess.CompletedProcess[str]:
+    """Run Python ``code`` in a child process with the sanitizer runtime preloaded, so that a
+    harness library built with ``variant`` ("tsan" or "asan") can be loaded into it."""
+    import pytest
+
+    library = {"tsan": "libtsan.so", "asan": "libasan.so"}[variant]
+    runtime = subprocess.run(
+        ["g++", f"-print-file-name={library}"], capture_output=True, text=True
+    ).stdout.strip()
+    if not os.path.isabs(runtime):
+        pytest.skip(f"g++ has no {library} here")
+    repo = HERE.parents[1]
+    env = dict(
+        os.environ,
+        LD_PRELOAD=runtime,
+        ASAN_OPTIONS="detect_leaks=0",
+        TSAN_OPTIONS="halt_on_error=0 report_signal_unsafe=0",
+        PYTHONPATH=f"{repo / 'tests'}{os.pathsep}{repo}",
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
     )
 
 
