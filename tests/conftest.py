@@ -24,6 +24,16 @@ def data_dir() -> Path:
     return DATA
 
 
+@pytest.fixture()
+def tiny_weights(tmp_path: Path) -> Path:
+    """Small random x2 weights: fast, for plumbing tests (the shipped ones are tested elsewhere)."""
+    from srcnn_fast.model import Architecture, SRCNNWeights
+
+    path = tmp_path / "tiny_x2.npz"
+    SRCNNWeights.random(Architecture(f1=3, n1=4, n2=4, f3=3), scale=2).save(path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def sample_image() -> np.ndarray:
     from srcnn_fast.imagefile import read_image

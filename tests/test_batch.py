@@ -9,14 +9,6 @@ import pytest
 
 from srcnn_fast.cli import main
 from srcnn_fast.imagefile import read_image, write_image
-from srcnn_fast.model import Architecture, SRCNNWeights
-
-
-@pytest.fixture()
-def weights(tmp_path: Path) -> Path:
-    path = tmp_path / "tiny_x2.npz"
-    SRCNNWeights.random(Architecture(f1=3, n1=4, n2=4, f3=3), scale=2).save(path)
-    return path
 
 
 @pytest.fixture()
@@ -35,25 +27,25 @@ def outputs(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*_x2.*"))
 
 
-def test_folder_recursive_mirrors_the_tree(tree: Path, weights: Path, tmp_path: Path) -> None:
+def test_folder_recursive_mirrors_the_tree(tree: Path, tiny_weights: Path, tmp_path: Path) -> None:
     out = tmp_path / "big"
-    assert main(["upscale", str(tree), "-r", "-o", str(out), "-w", str(weights), "-q"]) == 0
+    assert main(["upscale", str(tree), "-r", "-o", str(out), "-w", str(tiny_weights), "-q"]) == 0
     assert outputs(out) == ["a_x2.png", "b_x2.jpg", "trip/c_x2.png", "trip/day2/d_x2.webp"]
     assert read_image(out / "trip/day2/d_x2.webp").shape == (12, 14, 3)
 
 
-def test_folder_without_r_takes_its_own_images_only(tree: Path, weights: Path) -> None:
-    assert main(["upscale", str(tree), "-w", str(weights), "-q"]) == 0
+def test_folder_without_r_takes_its_own_images_only(tree: Path, tiny_weights: Path) -> None:
+    assert main(["upscale", str(tree), "-w", str(tiny_weights), "-q"]) == 0
     assert outputs(tree) == ["a_x2.png", "b_x2.jpg"]
     # A second run over the same folder never takes a_x2.png as an input (no a_x2_x2.png).
-    assert main(["upscale", str(tree), "-w", str(weights), "-q", "--skip-existing"]) == 0
+    assert main(["upscale", str(tree), "-w", str(tiny_weights), "-q", "--skip-existing"]) == 0
     assert outputs(tree) == ["a_x2.png", "b_x2.jpg"]
 
 
-def test_skip_existing_and_overwrite(tree: Path, weights: Path, capsys) -> None:
+def test_skip_existing_and_overwrite(tree: Path, tiny_weights: Path, capsys) -> None:
     target = tree / "a_x2.png"
     target.write_bytes(b"old")
-    argv = ["upscale", str(tree / "a.png"), "-w", str(weights)]
+    argv = ["upscale", str(tree / "a.png"), "-w", str(tiny_weights)]
     assert main([*argv, "--skip-existing"]) == 0
     assert target.read_bytes() == b"old"
     assert "0 upscaled, 1 skipped" in capsys.readouterr().err
@@ -61,35 +53,35 @@ def test_skip_existing_and_overwrite(tree: Path, weights: Path, capsys) -> None:
     assert main([*argv, "--overwrite"]) == 0 and read_image(target).shape == (12, 14, 3)
 
 
-def test_globs(tree: Path, weights: Path, tmp_path: Path) -> None:
+def test_globs(tree: Path, tiny_weights: Path, tmp_path: Path) -> None:
     out = tmp_path / "g"
     pattern = str(tree / "**" / "*.png")
-    assert main(["upscale", pattern, "-o", str(out), "-w", str(weights), "-q"]) == 0
+    assert main(["upscale", pattern, "-o", str(out), "-w", str(tiny_weights), "-q"]) == 0
     assert outputs(out) == ["a_x2.png", "trip/c_x2.png"]
-    assert main(["upscale", str(tree / "*.gif"), "-w", str(weights), "-q"]) == 1
+    assert main(["upscale", str(tree / "*.gif"), "-w", str(tiny_weights), "-q"]) == 1
 
 
-def test_size_limit_before_decoding(tree: Path, weights: Path, capsys) -> None:
-    argv = ["upscale", str(tree / "a.png"), "-w", str(weights), "--max-pixels", "100"]
+def test_size_limit_before_decoding(tree: Path, tiny_weights: Path, capsys) -> None:
+    argv = ["upscale", str(tree / "a.png"), "-w", str(tiny_weights), "--max-pixels", "100"]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "a.png: output would be 14x12 (0 Mpx), over the 0 Mpx limit" in err
     assert "--max-pixels" in err and not (tree / "a_x2.png").exists()
 
 
-def test_unwritable_output_folder(tree: Path, weights: Path, tmp_path: Path, capsys) -> None:
+def test_unwritable_output_folder(tree: Path, tiny_weights: Path, tmp_path: Path, capsys) -> None:
     # A folder that cannot be created (a file stands in the way; permissions would not stop
     # root, who runs CI): one line, nothing written, exit 1.
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    argv = ["upscale", str(tree / "a.png"), "-o", f"{blocker}/sub/", "-w", str(weights)]
+    argv = ["upscale", str(tree / "a.png"), "-o", f"{blocker}/sub/", "-w", str(tiny_weights)]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "cannot create the folder" in err and "Traceback" not in err
 
 
-def test_output_folder_that_is_a_file(tree: Path, weights: Path, tmp_path: Path) -> None:
+def test_output_folder_that_is_a_file(tree: Path, tiny_weights: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     argv = ["upscale", str(tree / "a.png"), str(tree / "b.jpg"), "-o", str(blocker)]
-    assert main([*argv, "-w", str(weights)]) == 2
+    assert main([*argv, "-w", str(tiny_weights)]) == 2

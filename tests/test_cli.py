@@ -17,14 +17,6 @@ from srcnn_fast.model import Architecture, SRCNNWeights
 
 
 @pytest.fixture()
-def tiny_weights(tmp_path: Path) -> Path:
-    """Fast weights for CLI plumbing tests (the shipped ones are tested elsewhere)."""
-    path = tmp_path / "tiny_x2.npz"
-    SRCNNWeights.random(Architecture(f1=3, n1=4, n2=4, f3=3), scale=2).save(path)
-    return path
-
-
-@pytest.fixture()
 def images(tmp_path: Path) -> Path:
     folder = tmp_path / "in"
     folder.mkdir()

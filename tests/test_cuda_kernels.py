@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from conftest import REPO, assert_close
 from cudacpu import CpuModule, have_compiler, sanitizer_run
-from cudacpu.device import HarnessDevice
+from cudacpu.device import HarnessDevice, tile_edge_shapes
 
 from srcnn_fast.backends.cuda import CudaBackend, tile_for
 from srcnn_fast.backends.reference import ReferenceBackend
@@ -51,14 +51,7 @@ def test_fused_kernel_every_scale_odd_sizes_tile_edges(scale: int, device) -> No
     cuda, ref = CudaBackend(weights, device), ReferenceBackend(weights)
     th, tw = cuda.pipeline.tile
     rng = np.random.default_rng(scale)
-    # 1 pixel; odd sizes; HR sizes at, one under and one over a tile multiple.
-    shapes = [
-        (1, 1),
-        (3, 7),
-        (th // scale + 1, tw // scale),
-        (2 * th // scale, 2 * tw // scale + 1),
-    ]
-    for shape in shapes:
+    for shape in tile_edge_shapes(scale, (th, tw)):
         luma = rng.random(shape, dtype=np.float32)
         got = cuda.upscale_luma(luma)
         assert_close(got, ref.upscale_luma(luma), ATOL, f"x{scale} {shape} tile {th}x{tw}")
@@ -166,7 +159,7 @@ def test_sanitizers_catch_planted_bugs(variant: str, plant: str, report: str) ->
 def test_real_kernels_are_clean_under_sanitizers(variant: str) -> None:
     code = f"""
 import numpy as np
-from cudacpu.device import HarnessDevice
+from cudacpu.device import HarnessDevice, tile_edge_shapes
 from srcnn_fast.backends.cuda import CudaBackend
 from srcnn_fast.model import Architecture, SRCNNWeights
 w = SRCNNWeights.random(Architecture(f1=5, n1=8, n2=8, f3=3), scale=3, seed=1)

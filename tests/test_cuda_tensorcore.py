@@ -36,7 +36,7 @@ import numpy as np
 import pytest
 from conftest import REPO, assert_close
 from cudacpu import KERNELS, CpuModule, build, have_compiler, sanitizer_run
-from cudacpu.device import HarnessDevice
+from cudacpu.device import HarnessDevice, tile_edge_shapes
 
 from srcnn_fast import imageops
 from srcnn_fast.backends.cuda import CudaBackend
@@ -304,14 +304,7 @@ def test_kernel_every_scale_odd_sizes_tile_edges(scale: int, device) -> None:
     tc = CudaBackend(weights, device, precision="fp16")
     th, tw = tc.pipeline.tile
     rng = np.random.default_rng(scale)
-    # 1 pixel; odd sizes; HR sizes at, one under and one over a tile multiple.
-    shapes = [
-        (1, 1),
-        (3, 7),
-        (th // scale + 1, tw // scale),
-        (2 * th // scale, 2 * tw // scale + 1),
-    ]
-    for shape in shapes:
+    for shape in tile_edge_shapes(scale, (th, tw)):
         luma = rng.random(shape, dtype=np.float32)
         assert_within_sigmas(tc.upscale_luma(luma), luma, weights, f"x{scale} {shape} {th}x{tw}")
 
@@ -381,7 +374,7 @@ def test_kernel_is_clean_under_sanitizers(variant: str) -> None:
     # host's shared-memory size (exactly the buffer the launcher allocates) under ASan.
     code = f"""
 import numpy as np
-from cudacpu.device import HarnessDevice
+from cudacpu.device import HarnessDevice, tile_edge_shapes
 from srcnn_fast.backends.cuda import CudaBackend
 from srcnn_fast.model import Architecture, SRCNNWeights
 w = SRCNNWeights.random(Architecture(f1=5, n1=16, n2=8, f3=3), scale=3, seed=1)

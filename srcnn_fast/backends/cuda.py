@@ -12,6 +12,7 @@ interface, so the tests run this exact code with the CUDA-on-CPU harness standin
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from contextlib import nullcontext
@@ -330,8 +331,10 @@ class _CupyModule:
         self.raw.get_global(name).copy_from_host(data.ctypes.data, data.nbytes)
 
 
+@functools.cache
 def cuda_problem() -> str | None:
-    """None if CuPy and a usable GPU are here, else why not."""
+    """None if CuPy and a usable GPU are here, else why not (probed once per process: every
+    Upscaler and ``srcnn-fast info`` asks)."""
     try:
         import cupy
     except ImportError:

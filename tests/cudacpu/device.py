@@ -23,3 +23,10 @@ class HarnessDevice:
 
     def compile(self, source: Path, options: tuple[str, ...]) -> CpuModule:
         return CpuModule(source, options, self.variant)
+
+
+def tile_edge_shapes(scale: int, tile: tuple[int, int]) -> list[tuple[int, int]]:
+    """LR sizes that test a fused kernel's tiling: 1 pixel, odd sizes, and HR sizes at, one
+    under and one over a multiple of the tile."""
+    th, tw = tile
+    return [(1, 1), (3, 7), (th // scale + 1, tw // scale), (2 * th // scale, 2 * tw // scale + 1)]
