@@ -17,15 +17,27 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import ImageError, OutputError, SrcnnError
-from .imagefile import IMAGE_EXTENSIONS, check_writable_format, read_image, write_image
+from .imagefile import (
+    IMAGE_EXTENSIONS,
+    Metadata,
+    check_writable_format,
+    read_image_file,
+    write_image,
+    write_image_bands,
+)
 
-#: Default largest output, in pixels: beyond it memory is the problem (a float32 plane per
-#: channel and the network's buffers, ~20 bytes per output pixel).
-DEFAULT_MAX_PIXELS = 250_000_000
+if TYPE_CHECKING:
+    from .infer import Upscaler
+
+#: Default largest input, in pixels (a decompression-bomb guard: a tiny file can declare a
+#: gigapixel image, and decoding allocates it whole). 500 Mpx admits 20000 x 20000, which
+#: tiling upscales in bounded memory; --max-pixels raises it.
+DEFAULT_MAX_PIXELS = 500_000_000
 _GLOB = re.compile(r"[*?\[]")
 
 
@@ -122,8 +134,8 @@ def collect_jobs(
     return jobs, problems
 
 
-def check_size(path: Path, scale: int, max_pixels: int) -> None:
-    """Refuse, from the header alone, an image whose output would exceed ``max_pixels``."""
+def check_size(path: Path, max_pixels: int) -> None:
+    """Refuse, from the header alone, an image of more than ``max_pixels`` pixels."""
     try:
         from PIL import Image
 
@@ -132,19 +144,17 @@ def check_size(path: Path, scale: int, max_pixels: int) -> None:
             width, height = image.size
     except Exception:  # Pillow cannot read the header: OpenCV will decide
         return
-    pixels = width * height * scale * scale
+    pixels = width * height
     if pixels > max_pixels:
         raise ImageError(
-            f"{path}: output would be {width * scale}x{height * scale} "
-            f"({pixels / 1e6:.0f} Mpx), over the {max_pixels / 1e6:.0f} Mpx limit "
-            f"(raise it with --max-pixels)"
+            f"{path}: image is {width}x{height} = {pixels:,} pixels, over the "
+            f"{max_pixels:,}-pixel limit (raise it with --max-pixels)"
         )
 
 
 def run_jobs(
     jobs: list[Job],
-    upscale: Callable[[np.ndarray], np.ndarray],
-    scale: int,
+    upscaler: Upscaler,
     overwrite: bool = False,
     skip_existing: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -154,7 +164,9 @@ def run_jobs(
 ) -> Summary:
     """Upscale every job: the next file decodes and the last one encodes while one computes.
 
-    One failing file never stops the others; its message is reported and counted.
+    An image large enough to be tiled is written band by band as it is computed instead, so
+    its output never exists whole in memory (for PNG). One failing file never stops the
+    others; its message is reported and counted.
     """
     summary = Summary()
     start = time.perf_counter()
@@ -185,18 +197,34 @@ def run_jobs(
             summary.errors.append(str(exc))
             report(str(exc))
 
-    def load(job: Job) -> np.ndarray:
-        check_size(job.source, scale, max_pixels)
-        return read_image(job.source)
+    def load(job: Job) -> tuple[np.ndarray, Metadata]:
+        check_size(job.source, max_pixels)
+        return read_image_file(job.source)
 
-    def save(job: Job, image: np.ndarray) -> None:
+    def make_folder(job: Job) -> None:
         try:
             job.target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputError(
                 f"{job.target.parent}: cannot create the folder ({exc.strerror or exc})"
             ) from None
-        write_image(job.target, image, overwrite=True)
+
+    def save(job: Job, image: np.ndarray, metadata: Metadata) -> None:
+        make_folder(job)
+        write_image(job.target, image, overwrite=True, metadata=metadata)
+
+    def upscale(job: Job, image: np.ndarray, metadata: Metadata) -> Future:
+        channels = 1 if image.ndim == 2 else image.shape[2]
+        check_writable_format(job.target, channels, image.dtype)  # before the work
+        if upscaler.tile_size(image) == 0:
+            return io.submit(save, job, upscaler(image), metadata)
+        make_folder(job)
+        bands = upscaler.upscale_bands(image)
+        shape = upscaler.output_shape(image)
+        write_image_bands(job.target, shape, image.dtype, bands, overwrite=True, metadata=metadata)
+        done: Future = Future()
+        done.set_result(None)
+        return done
 
     show = sys.stderr.isatty() if progress is None else progress
     bar = None
@@ -213,8 +241,8 @@ def run_jobs(
             if i + 1 < len(runnable):
                 pending_reads[i + 1] = io.submit(load, runnable[i + 1])
             try:
-                image = pending_reads.pop(i).result()
-                writes.append((job, io.submit(save, job, upscale(image))))
+                image, metadata = pending_reads.pop(i).result()
+                writes.append((job, upscale(job, image, metadata)))
             except SrcnnError as exc:
                 summary.failed += 1
                 summary.errors.append(str(exc))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import __version__
 from .backends import BACKEND_NAMES
+from .batch import DEFAULT_MAX_PIXELS
 from .errors import SrcnnError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -33,6 +34,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive_int(text)
+
+
 def _scale(args: argparse.Namespace) -> int | None:
     """-s if given; else the weights' own scale (-w), else the command's default."""
     if args.scale is not None:
@@ -47,7 +52,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from .batch import collect_jobs, run_jobs
     from .infer import Upscaler
 
-    upscaler = Upscaler(_scale(args), args.weights, args.backend, args.precision)
+    upscaler = Upscaler(
+        _scale(args), args.weights, args.backend, args.precision, alpha=args.alpha, tile=args.tile
+    )
     jobs, problems = collect_jobs(args.inputs, upscaler.scale, args.output, args.recursive)
     out = Path(args.output) if args.output else None
     for problem in problems:
@@ -64,7 +71,6 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     summary = run_jobs(
         jobs,
         upscaler,
-        upscaler.scale,
         overwrite=args.overwrite,
         skip_existing=args.skip_existing,
         max_pixels=args.max_pixels,
@@ -224,8 +230,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-pixels",
         type=_positive_int,
-        default=250_000_000,
-        help="refuse outputs larger than this many pixels (default %(default)s)",
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse inputs of more pixels than this, read from the file's header before "
+        "decoding (default %(default)s: 20000x20000 passes)",
+    )
+    p.add_argument(
+        "--tile",
+        type=_non_negative_int,
+        default=None,
+        metavar="N",
+        help="upscale in N x N input-pixel tiles, output identical to untiled (default: tile "
+        "only images too big for free memory; 0: never)",
+    )
+    p.add_argument(
+        "--alpha",
+        choices=("bicubic", "network"),
+        default="bicubic",
+        help="how transparency is upscaled: bicubic (default) or through the network",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.set_defaults(func=cmd_upscale)

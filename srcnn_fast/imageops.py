@@ -163,15 +163,30 @@ def bicubic_upscale(image: np.ndarray, scale: int) -> np.ndarray:
 LumaUpscaler = Callable[[np.ndarray], np.ndarray]
 
 
-def upscale_image(image: np.ndarray, scale: int, upscale_luma: LumaUpscaler) -> np.ndarray:
+#: How alpha is upscaled: bicubically like chroma, or through the network as a gray plane.
+ALPHA_MODES = ("bicubic", "network")
+
+
+def upscale_image(
+    image: np.ndarray, scale: int, upscale_luma: LumaUpscaler, alpha: str = "bicubic"
+) -> np.ndarray:
     """Section 1 end to end, with the luma path supplied by the caller.
 
     ``image`` is (H, W) luma, (H, W, 1), (H, W, 2) luma + alpha, (H, W, 3) RGB or (H, W, 4)
     RGBA; uint8, uint16 or float32. ``upscale_luma`` maps an (H, W) float32 luma plane to the
     (sH, sW) float32 result (bicubic + network for SRCNN, bicubic alone for the baseline).
-    Chroma and alpha are upscaled bicubically. The result has the input's layout and dtype.
+    Chroma is upscaled bicubically, alpha too unless ``alpha="network"`` (sharper edges in
+    masks, through ``upscale_luma`` as a gray plane). The result has the input's layout and dtype.
     """
+    if alpha not in ALPHA_MODES:
+        raise ValueError(f"alpha must be one of {ALPHA_MODES}, not {alpha!r}")
     values = to_float(image)
+    has_alpha = values.ndim == 3 and values.shape[2] in (2, 4)
+    if has_alpha and alpha == "network":
+        upscaled_alpha = upscale_luma(np.ascontiguousarray(values[..., -1]))
+        rest = upscale_image(image[..., :-1], scale, upscale_luma)
+        alpha_pixels = from_float(np.clip(upscaled_alpha, 0.0, 1.0), image.dtype)
+        return np.concatenate([rest.reshape(*rest.shape[:2], -1), alpha_pixels[..., None]], -1)
     if values.ndim == 2:
         return from_float(upscale_luma(values), image.dtype)
     channels = values.shape[2]

@@ -1,16 +1,70 @@
-"""Strip and halo geometry, shared by every backend.
+"""Strip, tile and halo geometry, shared by every backend.
 
-A conv layer with an f x f kernel produces output rows [lo, hi) from input rows
-[lo - r, hi + r), r = (f - 1) // 2. Every layer reads its input with edge-replicate padding,
-so rows outside the image are copies of the edge row *of that layer's output*, never values
-computed from padded input. :func:`layer_row_ranges` gives each layer's row range for a strip.
+Image tiles (:func:`tile_bands`): a large image is upscaled tile by tile, each tile cut from the
+low-resolution image with a halo wide enough that the part of its output we keep equals the
+untiled output bit for bit: the bicubic taps reach 2 LR pixels beyond a pixel (plus one for the
+phase offset), and the network's receptive radius (the sum of the layers' radii, in HR pixels)
+adds ceil(radius / scale) LR pixels. Tiles sharing rows form a band, so output leaves in order.
+
+Row strips (:func:`row_strips`): inside a backend, a conv layer with an f x f kernel
+produces output rows [lo, hi) from input rows [lo - r, hi + r), r = (f - 1) // 2. Every layer
+reads its input with edge-replicate padding, so rows outside the image are copies of the edge
+row *of that layer's output*, never values computed from padded input.
+:func:`layer_row_ranges` gives each layer's row range for a strip.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
+
+#: LR pixels the bicubic upscale reads beyond an output pixel's own (taps -1..+2 around
+#: floor((x + 0.5) / s - 0.5), which can sit one pixel below x // s).
+BICUBIC_REACH = 3
+
+
+def tile_halo(radii: Sequence[int], scale: int) -> int:
+    """LR halo around a tile that makes its kept output exact (see the module docstring)."""
+    return BICUBIC_REACH + -(-sum(radii) // scale)
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: ``source`` (rows, cols) of the LR image, halo included; ``keep`` the part of
+    its upscaled output that is exact; ``target`` where that part goes in the band's output."""
+
+    source: tuple[slice, slice]
+    keep: tuple[slice, slice]
+    target: tuple[slice, slice]
+
+
+def _spans(size: int, tile: int, halo: int, scale: int) -> list[tuple[slice, slice, slice]]:
+    spans = []
+    for start in range(0, size, tile):
+        stop = min(start + tile, size)
+        lo, hi = max(start - halo, 0), min(stop + halo, size)
+        keep = slice((start - lo) * scale, (stop - lo) * scale)
+        spans.append((slice(lo, hi), keep, slice(start * scale, stop * scale)))
+    return spans
+
+
+def tile_bands(
+    height: int, width: int, tile: int, halo: int, scale: int
+) -> Iterator[tuple[slice, list[Tile]]]:
+    """Bands of tiles covering an LR image: (the band's output rows, its tiles left to right).
+
+    Each tile's ``target`` columns are in output pixels and its rows are relative to the band.
+    """
+    columns = _spans(width, tile, halo, scale)
+    for rows, keep_rows, out_rows in _spans(height, tile, halo, scale):
+        band_rows = slice(0, out_rows.stop - out_rows.start)
+        tiles = [
+            Tile((rows, cols), (keep_rows, keep_cols), (band_rows, out_cols))
+            for cols, keep_cols, out_cols in columns
+        ]
+        yield out_rows, tiles
 
 
 def row_strips(height: int, rows: int) -> Iterator[tuple[int, int]]:

@@ -62,10 +62,10 @@ def test_globs(tree: Path, tiny_weights: Path, tmp_path: Path) -> None:
 
 
 def test_size_limit_before_decoding(tree: Path, tiny_weights: Path, capsys) -> None:
-    argv = ["upscale", str(tree / "a.png"), "-w", str(tiny_weights), "--max-pixels", "100"]
+    argv = ["upscale", str(tree / "a.png"), "-w", str(tiny_weights), "--max-pixels", "41"]
     assert main(argv) == 1
     err = capsys.readouterr().err
-    assert "a.png: output would be 14x12 (0 Mpx), over the 0 Mpx limit" in err
+    assert "a.png: image is 7x6 = 42 pixels, over the 41-pixel limit" in err
     assert "--max-pixels" in err and not (tree / "a_x2.png").exists()
 
 
