@@ -159,7 +159,8 @@ def _metadata_from(types, chunks) -> Metadata:
     found = {int(t): bytes(np.asarray(c, np.uint8)) for t, c in zip(types, chunks, strict=True)}
     return Metadata(
         exif=found.get(cv2.IMAGE_METADATA_EXIF) or None,
-        xmp=found.get(cv2.IMAGE_METADATA_XMP) or None,
+        # OpenCV's PNG reader keeps the text's terminating NUL: drop it so it never grows.
+        xmp=(found.get(cv2.IMAGE_METADATA_XMP) or b"").rstrip(b"\x00") or None,
         icc=found.get(cv2.IMAGE_METADATA_ICCP) or None,
     )
 
