@@ -63,6 +63,9 @@ def _cv2():
     # Imported on first use: the CLI's other commands do not pay for it. OpenCV's own log
     # lines ("[ WARN ...] grfmt_png ...") would follow our one-line message: silence them.
     os.environ.setdefault("OPENCV_LOG_LEVEL", "SILENT")
+    # OpenCV refuses to decode images over 2^30 pixels; our own limit (--max-pixels, checked
+    # from the header) replaces it, so that a raised limit really admits larger images.
+    os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(1 << 40))
     import cv2
 
     with contextlib.suppress(AttributeError):  # older OpenCV: the variable above does it
@@ -147,7 +150,7 @@ def decode_image(data: bytes, name: str | os.PathLike[str]) -> tuple[np.ndarray,
         if conversion == "bad":
             raise ImageError(f"{name}: unsupported channel count {image.shape[2]}")
         image = image[..., 0] if conversion is None else cv2.cvtColor(image, conversion)
-    image = _restore_channels(image, data, name)
+    image = _restore_channels(image, data)
     orientation = _exif_orientation(metadata.exif, data)
     if metadata.exif is not None and orientation != 1:
         metadata = Metadata(_upright_exif(metadata.exif), metadata.xmp, metadata.icc)
@@ -165,7 +168,7 @@ def _metadata_from(types, chunks) -> Metadata:
     )
 
 
-def _restore_channels(image: np.ndarray, data: bytes, name: object) -> np.ndarray:
+def _restore_channels(image: np.ndarray, data: bytes) -> np.ndarray:
     """Put back what OpenCV's decoder drops or changes (see the module docstring)."""
     header = png.read_header(data)
     if header is not None:

@@ -64,3 +64,11 @@ def test_cupy_in_cupy_out_and_batches(sample_image: np.ndarray) -> None:
     streamed = CudaBackend(backend.weights, stream=stream).upscale_pixels(on_gpu)
     stream.synchronize()
     cupy.testing.assert_array_equal(streamed, out)
+
+
+def test_gpu_tiles_are_bit_identical_and_sized_by_free_memory(sample_image: np.ndarray) -> None:
+    up = Upscaler(2, backend="cuda")
+    assert up.backend.free_memory() > 0
+    whole = up(sample_image, tile=0)
+    for tile in (16, 77):
+        np.testing.assert_array_equal(up(sample_image, tile=tile), whole)

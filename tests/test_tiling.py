@@ -120,7 +120,9 @@ def test_20000_square_at_x2_runs_in_bounded_memory(tmp_path: Path) -> None:
         for start in range(0, 20000, 1000):
             rows = y[start : start + 1000]
             x = np.arange(20000, dtype=np.uint32)[None, :]
-            yield np.stack([(x ^ rows) % 256, (x + rows) % 256, (x * 3) % 256], -1).astype(np.uint8)
+            yield np.stack(
+                [(x ^ rows) % 256, (x + rows) % 256, (x * 3 + 0 * rows) % 256], -1
+            ).astype(np.uint8)
 
     write_image_bands(source, (20000, 20000, 3), np.uint8, bands())
     assert main(["upscale", str(source), "--backend", "cpu", "-q"]) == 0

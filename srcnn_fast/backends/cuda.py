@@ -373,6 +373,14 @@ class CudaBackend:
         self.device = device or CupyDevice(stream)
         self.pipeline = Pipeline(weights, self.device, precision)
 
+    def free_memory(self) -> int:
+        """Device memory free for our buffers, in bytes: sizes the automatic tiles."""
+        xp = self.device.xp
+        if xp is np:  # the CPU harness: host memory is the limit, and infer counts it
+            return 1 << 62
+        free, _ = xp.cuda.runtime.memGetInfo()
+        return int(free) + int(xp.get_default_memory_pool().free_bytes())
+
     def upscale_luma(self, luma: Any) -> Any:
         xp, s = self.device.xp, self.weights.scale
         on_host = isinstance(luma, np.ndarray) and xp is not np
