@@ -52,6 +52,11 @@ class AxisGeometry:
     base: np.ndarray  # (n_hr,) int64 first LR index of the window (may be < 0 or past the end)
     weights: np.ndarray  # (n_classes, f, T) float64: A[class, d, t]
     interior: np.ndarray  # (n_hr,) bool: class is a phase (no replicate padding involved)
+    #: (n_classes, 2) int64: [first, stop) of the window taps whose weight is not exactly zero.
+    #: At x3 the phases that sample 1/3 pixel off an LR pixel span 6 of the T = 7 taps (the
+    #: middle phase samples LR pixels exactly, whose outer bicubic weights are 0), so skipping
+    #: the zero taps saves 18% of conv1 with no change to the result.
+    spans: np.ndarray
 
 
 def axis_geometry(lr_size: int, scale: int, f: int) -> AxisGeometry:
@@ -83,7 +88,11 @@ def axis_geometry(lr_size: int, scale: int, f: int) -> AxisGeometry:
             first = block + origin[phase] - 1 - y_base
             for k in range(4):
                 weights[cls, d, first + k] += phase_weights[phase, k]
-    return AxisGeometry(classes, base, weights, interior)
+    spans = np.zeros((len(weights), 2), np.int64)
+    for cls, used in enumerate(np.any(weights != 0, axis=1)):
+        taps = np.flatnonzero(used)
+        spans[cls] = (taps[0], taps[-1] + 1) if len(taps) else (0, 0)
+    return AxisGeometry(classes, base, weights, interior, spans)
 
 
 def fold_conv1(w1: np.ndarray, rows: AxisGeometry, cols: AxisGeometry) -> np.ndarray:

@@ -76,6 +76,19 @@ def test_polyphase_interior_classes_depend_only_on_the_phase() -> None:
         assert np.allclose(geo.weights.sum(axis=2), 1.0)  # bicubic weights of every row
 
 
+@pytest.mark.parametrize("scale", [1, 2, 3, 4, 5])
+def test_tap_spans_skip_only_zero_weights(scale: int) -> None:
+    """The kernel reads only window taps inside each class's span: everything outside must
+    weigh exactly zero, and the span's ends must not (else a tap is read for nothing)."""
+    geo = axis_geometry(40, scale, 9)
+    for cls, (first, stop) in enumerate(geo.spans):
+        weights = geo.weights[cls]
+        assert not weights[:, :first].any() and not weights[:, stop:].any(), (cls, first, stop)
+        assert weights[:, first].any() and weights[:, stop - 1].any(), (cls, first, stop)
+    if scale == 3:  # phases 0 and 2 sample 1/3 pixel off the LR grid: 6 of the 7 taps
+        assert geo.spans[:3, 1] - geo.spans[:3, 0] == pytest.approx([6, 7, 6])
+
+
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_shipped_weights_on_real_images_8_bit(scale: int, sample_image: np.ndarray) -> None:
     cpu = Upscaler(scale, backend="cpu")

@@ -3,9 +3,16 @@
 Work decomposition
 ------------------
 The HR output is split into horizontal bands, one per thread (``prange``). A band walks its
-rows top to bottom keeping the last f3 rows of conv2 output in a ring buffer, so conv3 for row
-Y runs as soon as conv2 row Y + r3 exists and nothing is computed twice except r3 rows at each
-band edge. Nothing touches memory but the LR input, the ring (L2-resident) and the output.
+rows top to bottom. For each HR row it computes, per pixel, conv1 + ReLU, conv2 + ReLU and
+then conv3's *tap products*: g[k] = sum_c f2[c] * w3[k, c] for the f3 x f3 taps k (conv3 as a
+GEMM, [pixels x n2] x [n2 x 25]), all while the pixel's features are in registers and L1.
+The last f3 rows of products wait in a ring buffer, and conv3 for row Y, once row Y + r3
+exists, is just the sum of 25 shifted products per pixel. Nothing is computed twice except
+r3 rows at each band edge, and nothing touches memory but the LR input, the ring
+(L2-resident) and the output. Why products, not conv2 output, in the ring: conv3 straight
+from a ring of 32 channels needs a vector load per multiply-add (it ran at a third of the
+FMA peak); as a GEMM it runs like conv2, at the peak, and the remaining sum is 25 loads per
+16 pixels.
 
 Layout: phase planes
 --------------------
@@ -13,18 +20,19 @@ conv1 is folded with the bicubic upscale (``srcnn_fast.polyphase``): an HR pixel
 reads a T x T window of LR pixels starting at column j + c_q through the filter of its row class
 and column phase q. So for fixed q, W consecutive LR columns j are W HR pixels that share a
 filter and read *contiguous* LR memory: they form one SIMD vector, and the weights are
-broadcast. conv2 output is kept in the same "phase-planar" layout (plane q holds HR columns
-s*j + q), which conv3 reads with contiguous loads too: HR column X + dx lives in plane
-(q + dx) mod s at index j + (q + dx) div s. Only the final single-channel output is
-interleaved back to HR order.
+broadcast. Window rows and columns whose folded weights are all exactly zero are skipped (at
+x3 two of the three phases span 6 of the 7 LR taps: 18% of conv1). The ring keeps the same
+"phase-planar" layout (plane q holds HR columns s*j + q), which conv3 reads with contiguous
+loads too: HR column X + dx lives in plane (q + dx) mod s at index j + (q + dx) div s. Only
+the final single-channel output is interleaved back to HR order.
 
 Register blocking
 -----------------
-conv1 and conv2 hold 16 accumulators (2 pixel vectors x 8 output channels) in SIMD registers
-across all T*T taps (conv1) or all n1 inputs (conv2): per tap, 2 vector loads and 8 broadcast
-weights feed 16 FMAs. conv3 keeps 4 independent accumulators per pixel vector so its 800-long
-sum is not one dependent chain. Channel counts are padded with zero weights to a multiple of
-the vector width, which is exact (a zero channel adds nothing).
+conv1, conv2 and conv3's products hold 16 accumulators (2 pixel vectors x 8 output channels
+or taps) in SIMD registers across all T*T taps (conv1) or all input channels: per step, 2
+vector loads and 8 broadcast weights feed 16 FMAs; bias and ReLU are applied on the way out.
+Channel counts are padded with zero weights to a multiple of the vector width, which is exact
+(a zero channel adds nothing); conv3's 25 taps are 3 blocks of 8 and one single tap.
 
 Border columns (HR X < r1 or X >= sW - r1) have their own folded filters (conv1's edge-
 replicate padding); they are recomputed per pixel, vectorised over channels, after the main
@@ -88,7 +96,9 @@ class _Net(NamedTuple):
     b1: np.ndarray
     w2: np.ndarray  # [n1p][n2p]
     b2: np.ndarray
-    w3: np.ndarray  # [f3][f3][n2p]
+    nk: int  # conv3 taps, f3 * f3
+    nkp: int  # nk padded to a multiple of CHANNELS
+    w3: np.ndarray  # [n2p][nkp]: conv3 as a matrix from channels to taps
     b3: np.float32
 
 
@@ -105,32 +115,38 @@ class _Geometry(NamedTuple):
     n_col_classes: int
     row_class: np.ndarray
     row_base: np.ndarray
+    row_span: np.ndarray  # [row class] -> [first, stop) window rows with non-zero weights
     col_class: np.ndarray
     col_base: np.ndarray
+    col_span: np.ndarray
     col_interior: np.ndarray
     phase_col_base: np.ndarray  # window start - j for interior column s*j + q
-    ring_plane: int  # floats per (ring row, channel, phase) plane
+    ring_plane: int  # floats per (ring row, conv3 tap, phase) plane
     ring_pad: int  # plane index of HR column 0's block
 
 
 class _Scratch(NamedTuple):
     """Per-band buffers (first axis: band), allocated once per input size."""
 
-    rings: np.ndarray  # [band][f3 rows][n2p][scale planes][ring_plane]
+    rings: np.ndarray  # [band][f3 rows][nk taps][scale planes][ring_plane]
     f1s: np.ndarray
     f2s: np.ndarray
+    gs: np.ndarray
     row_offs: np.ndarray
     pix1s: np.ndarray
     pix2s: np.ndarray
-    partials: np.ndarray
+    pixgs: np.ndarray
+    rows: np.ndarray  # [band][scale planes][ring_plane]: one conv3 output row
 
 
 class _BandScratch(NamedTuple):
     f1: np.ndarray
     f2: np.ndarray
+    g: np.ndarray
     row_off: np.ndarray
     pix1: np.ndarray
     pix2: np.ndarray
+    pixg: np.ndarray
 
 
 def _round_up(n: int, m: int) -> int:
@@ -172,87 +188,121 @@ def _fma_2x8(p0, p1, weights, k, acc):
 
 
 @njit(cache=True, inline="always")
-def _store_2x8(out, cb, acc):
-    """Channels cb..cb+7 of the 2W-pixel block into ``out`` ([channel][2W pixels])."""
+def _store_2x8(out, cb, acc, bias, relu):
+    """Channels cb..cb+7 of the 2W-pixel block into ``out`` ([channel][2W pixels]); with
+    ``relu``, as max(acc + bias, 0) (the layer's bias and ReLU, applied on the way out)."""
     for i in range(8):
         o = (cb + i) * PIXELS
-        vstore(out, o, acc[i])
-        vstore(out, o + W, acc[8 + i])
+        first, second = acc[i], acc[8 + i]
+        if relu:
+            b = vbroadcast_at(bias, cb + i)
+            first, second = vrelu(vadd(first, b)), vrelu(vadd(second, b))
+        vstore(out, o, first)
+        vstore(out, o + W, second)
 
 
 @njit(cache=True)
-def _conv1_block(lr, row_off, shift, k1, kbase, t_size, n1p, out, cb):
-    """conv1 for 2W pixels (one phase) and 8 channels starting at ``cb``; no bias/ReLU.
+def _conv1_block(lr, row_off, shift, k1, kbase, t_size, n1p, rows, cols, b1, out, cb):
+    """conv1 + bias + ReLU for 2W pixels (one phase) and 8 channels starting at ``cb``.
 
     ``row_off[ti] + shift`` is the flat index in ``lr`` of the first LR pixel of window row ti
-    for pixel 0 of the block; ``kbase`` the index of K[rc, q, 0, 0, cb] in ``k1``.
+    for pixel 0 of the block; ``kbase`` the index of K[rc, q, 0, 0, cb] in ``k1``. Only the
+    window rows ``rows`` = [first, stop) and columns ``cols`` with non-zero weights are read.
     """
     acc = _zero_2x8()
-    for ti in range(t_size):
+    for ti in range(rows[0], rows[1]):
         src = row_off[ti] + shift
-        k = kbase + ti * t_size * n1p
-        for tj in range(t_size):
+        k = kbase + (ti * t_size + cols[0]) * n1p
+        for tj in range(cols[0], cols[1]):
             acc = _fma_2x8(vload(lr, src + tj), vload(lr, src + tj + W), k1, k, acc)
             k += n1p
-    _store_2x8(out, cb, acc)
+    _store_2x8(out, cb, acc, b1, True)
 
 
 @njit(cache=True)
-def _conv2_block(f1, w2, n1p, n2p, cb, out):
-    """conv2 (1x1) for 2W pixels and 8 output channels from ``cb``: 16 accumulators over n1."""
+def _conv2_block(f1, w2, n1p, n2p, cb, b2, relu, out):
+    """conv2 (1x1) for 2W pixels and 8 output channels from ``cb``: 16 accumulators over n1,
+    then bias + ReLU if ``relu``.
+
+    Also conv3's per-pixel products (no bias, no ReLU): ``w2`` = the [n2p][nkp] tap matrix
+    gives 8 taps at a time.
+    """
     acc = _zero_2x8()
     k = cb
     for i in range(n1p):
         acc = _fma_2x8(vload(f1, i * PIXELS), vload(f1, i * PIXELS + W), w2, k, acc)
         k += n2p
-    _store_2x8(out, cb, acc)
+    _store_2x8(out, cb, acc, b2, relu)
 
 
 @njit(cache=True)
-def _bias_relu(values, bias, n, pixels):
-    """values[c, :pixels] = max(values[c] + bias[c], 0) for c < n (flat, vector-wide rows)."""
-    for c in range(n):
-        b = vbroadcast(bias[c])
-        for p in range(0, pixels, W):
-            vstore(values, c * pixels + p, vrelu(vadd(vload(values, c * pixels + p), b)))
+def _tap_block(f2, w3, n2p, nkp, k, out):
+    """conv3's product for one tap ``k`` and 2W pixels (the taps left over after blocks of 8:
+    25 = 3 x 8 + 1), with the channel sum split over two accumulator pairs."""
+    a0 = vzero()
+    a1 = vzero()
+    b0 = vzero()
+    b1 = vzero()
+    for c in range(0, n2p, 2):
+        w = vbroadcast_at(w3, c * nkp + k)
+        a0 = vfma(vload(f2, c * PIXELS), w, a0)
+        b0 = vfma(vload(f2, c * PIXELS + W), w, b0)
+        w = vbroadcast_at(w3, (c + 1) * nkp + k)
+        a1 = vfma(vload(f2, (c + 1) * PIXELS), w, a1)
+        b1 = vfma(vload(f2, (c + 1) * PIXELS + W), w, b1)
+    vstore(out, k * PIXELS, vadd(a0, a1))
+    vstore(out, k * PIXELS + W, vadd(b0, b1))
 
 
 @njit(cache=True)
-def _f2_row(y, net, geo, ring, slot, scratch):
-    """conv2 output (after ReLU) of HR row ``y``, all columns, into ring slot ``slot``."""
-    t_size, n1p, n2p, scale = net.t_size, net.n1p, net.n2p, geo.scale
+def _g_row(y, net, geo, ring, slot, scratch):
+    """conv3's tap products of HR row ``y``, all columns, into ring slot ``slot``.
+
+    Per pixel: conv1 + ReLU, conv2 + ReLU, then g[k] = sum_c f2[c] * w3[k, c] for each of the
+    f3 * f3 taps k, so that conv3 later only adds 25 shifted values per output pixel.
+    """
+    t_size, n1p, n2p, nk, nkp, scale = net.t_size, net.n1p, net.n2p, net.nk, net.nkp, geo.scale
     lr, k1, row_off = geo.lr, geo.k1, scratch.row_off
-    f1, f2, pix1, pix2 = scratch.f1, scratch.f2, scratch.pix1, scratch.pix2
+    f1, f2, g = scratch.f1, scratch.f2, scratch.g
+    pix1, pix2, pixg = scratch.pix1, scratch.pix2, scratch.pixg
     ring_plane, ring_pad = geo.ring_plane, geo.ring_pad
     rc = geo.row_class[y]
     rb = geo.row_base[y]
+    rows = geo.row_span[rc]
     for ti in range(t_size):
         row_off[ti] = _clamp(rb + ti, 0, geo.lr_h - 1) * geo.lr_stride + geo.lr_pad
     n_hr = geo.lr_w * scale
     # Main pass: every column as if interior, 2W pixels of one phase at a time.
     for q in range(scale):
         kq = (rc * geo.n_col_classes + q) * t_size * t_size * n1p
+        cols = geo.col_span[q]
         for j0 in range(0, geo.lr_w, PIXELS):
             shift = j0 + geo.phase_col_base[q]
             for cb in range(0, n1p, CHANNELS):
-                _conv1_block(lr, row_off, shift, k1, kq + cb, t_size, n1p, f1, cb)
-            _bias_relu(f1, net.b1, n1p, PIXELS)
+                _conv1_block(
+                    lr, row_off, shift, k1, kq + cb, t_size, n1p, rows, cols, net.b1, f1, cb
+                )
             for cb in range(0, n2p, CHANNELS):
-                _conv2_block(f1, net.w2, n1p, n2p, cb, f2)
-            _bias_relu(f2, net.b2, n2p, PIXELS)
-            for c in range(n2p):
-                dst = ((slot * n2p + c) * scale + q) * ring_plane + ring_pad + j0
-                vstore(ring, dst, vload(f2, c * PIXELS))
-                vstore(ring, dst + W, vload(f2, c * PIXELS + W))
+                _conv2_block(f1, net.w2, n1p, n2p, cb, net.b2, True, f2)
+            blocked = nk - nk % CHANNELS
+            for cb in range(0, blocked, CHANNELS):
+                _conv2_block(f2, net.w3, n2p, nkp, cb, net.b2, False, g)
+            for k in range(blocked, nk):
+                _tap_block(f2, net.w3, n2p, nkp, k, g)
+            for k in range(nk):
+                dst = ((slot * nk + k) * scale + q) * ring_plane + ring_pad + j0
+                vstore(ring, dst, vload(g, k * PIXELS))
+                vstore(ring, dst + W, vload(g, k * PIXELS + W))
     # Border columns: their own folded filters; one pixel at a time, vectorised over channels.
     for x in range(n_hr):
         if geo.col_interior[x]:
             continue
-        kx = (rc * geo.n_col_classes + geo.col_class[x]) * t_size * t_size * n1p
+        cc = geo.col_class[x]
+        kx = (rc * geo.n_col_classes + cc) * t_size * t_size * n1p
         for cv in range(0, n1p, W):
             acc = vzero()
-            for ti in range(t_size):
-                for tj in range(t_size):
+            for ti in range(rows[0], rows[1]):
+                for tj in range(geo.col_span[cc, 0], geo.col_span[cc, 1]):
                     xs = _clamp(geo.col_base[x] + tj, 0, geo.lr_w - 1)
                     v = vbroadcast(lr[row_off[ti] + xs])
                     acc = vfma(v, vload(k1, kx + (ti * t_size + tj) * n1p + cv), acc)
@@ -262,16 +312,22 @@ def _f2_row(y, net, geo, ring, slot, scratch):
             for i in range(n1p):
                 acc = vfma(vbroadcast(pix1[i]), vload(net.w2, i * n2p + cv), acc)
             vstore(pix2, cv, vrelu(vadd(acc, vload(net.b2, cv))))
+        for kv in range(0, nkp, W):
+            acc = vzero()
+            for c in range(n2p):
+                acc = vfma(vbroadcast(pix2[c]), vload(net.w3, c * nkp + kv), acc)
+            vstore(pixg, kv, acc)
         j, q = divmod(x, scale)
-        for c in range(n2p):
-            ring[((slot * n2p + c) * scale + q) * ring_plane + ring_pad + j] = pix2[c]
+        for k in range(nk):
+            ring[((slot * nk + k) * scale + q) * ring_plane + ring_pad + j] = pixg[k]
 
 
 @njit(cache=True)
-def _fill_halo(ring, slot, n2p, scale, ring_plane, ring_pad, n_hr, r3):
-    """HR columns -r3..-1 and n_hr..n_hr+r3-1 of a ring row: copies of the edge columns."""
-    for c in range(n2p):
-        plane0 = (slot * n2p + c) * scale
+def _fill_halo(ring, slot, nk, scale, ring_plane, ring_pad, n_hr, r3):
+    """HR columns -r3..-1 and n_hr..n_hr+r3-1 of a ring row: copies of the edge columns
+    (conv2's edge-replicate padding for conv3; g is a function of each pixel's f2)."""
+    for c in range(nk):
+        plane0 = (slot * nk + c) * scale
         first = ring[plane0 * ring_plane + ring_pad]
         j_last, q_last = divmod(n_hr - 1, scale)
         last = ring[(plane0 + q_last) * ring_plane + ring_pad + j_last]
@@ -283,61 +339,34 @@ def _fill_halo(ring, slot, n2p, scale, ring_plane, ring_pad, n_hr, r3):
 
 
 @njit(cache=True)
-def _conv3_row(y, net, geo, ring, partial, out):
-    """conv3 of HR row ``y`` from the ring (rows clamped: edge replicate) into ``out[y]``.
+def _conv3_row(y, net, geo, ring, row, out):
+    """conv3 of HR row ``y`` into ``out[y]``: the sum of tap k's product g_k at the pixel that
+    tap reads (rows clamped and halo columns copied: edge replicate), k in row-major order.
 
-    The sum over channels runs in chunks of 8 so that the ring lines a block of pixels reads
-    (5 rows x 8 channels x the phase planes) stay in L1 while the s phases and f3 column taps
-    reuse them; partial sums wait in ``partial`` (one phase-planar row). Within a chunk,
-    2 pixel vectors x 4 channels = 8 independent accumulators share each broadcast weight.
+    The ring holds the products in phase-planar rows, so HR column X + dx of phase plane q
+    is plane (q + dx) mod s at index j + (q + dx) div s: one unaligned vector load per tap.
+    ``row`` (phase-planar, like a ring plane row) collects the sums before they are
+    interleaved back to HR order.
     """
-    f3, n2p, w3, scale, lr_w = net.f3, net.n2p, net.w3, geo.scale, geo.lr_w
+    f3, nk, scale, lr_w = net.f3, net.nk, geo.scale, geo.lr_w
     ring_plane, ring_pad, n_hr_rows = geo.ring_plane, geo.ring_pad, geo.lr_h * geo.scale
     r3 = (f3 - 1) // 2
-    step = scale * ring_plane  # from one channel's plane to the next one's
-    for c_lo in range(0, n2p, CHANNELS):
-        for j0 in range(0, lr_w, PIXELS):
-            for q in range(scale):
-                a0 = vzero()
-                a1 = vzero()
-                a2 = vzero()
-                a3 = vzero()
-                c0 = vzero()
-                c1 = vzero()
-                c2 = vzero()
-                c3 = vzero()
-                for dy in range(f3):
-                    slot = _clamp(y + dy - r3, 0, n_hr_rows - 1) % f3
-                    for dx in range(f3):
-                        o = q + dx - r3
-                        plane, jo = o % scale, o // scale
-                        src = ((slot * n2p) * scale + plane) * ring_plane + ring_pad + j0 + jo
-                        k = (dy * f3 + dx) * n2p
-                        for c in range(c_lo, c_lo + CHANNELS, 4):
-                            s0 = src + c * step
-                            w = vbroadcast_at(w3, k + c)
-                            a0 = vfma(vload(ring, s0), w, a0)
-                            c0 = vfma(vload(ring, s0 + W), w, c0)
-                            w = vbroadcast_at(w3, k + c + 1)
-                            a1 = vfma(vload(ring, s0 + step), w, a1)
-                            c1 = vfma(vload(ring, s0 + step + W), w, c1)
-                            w = vbroadcast_at(w3, k + c + 2)
-                            a2 = vfma(vload(ring, s0 + 2 * step), w, a2)
-                            c2 = vfma(vload(ring, s0 + 2 * step + W), w, c2)
-                            w = vbroadcast_at(w3, k + c + 3)
-                            a3 = vfma(vload(ring, s0 + 3 * step), w, a3)
-                            c3 = vfma(vload(ring, s0 + 3 * step + W), w, c3)
-                first = vadd(vadd(a0, a1), vadd(a2, a3))
-                second = vadd(vadd(c0, c1), vadd(c2, c3))
-                at = q * ring_plane + j0
-                if c_lo > 0:
-                    first = vadd(first, vload(partial, at))
-                    second = vadd(second, vload(partial, at + W))
-                vstore(partial, at, first)
-                vstore(partial, at + W, second)
+    b3 = vbroadcast(net.b3)
+    for q in range(scale):
+        for j0 in range(0, lr_w, W):
+            acc = vzero()
+            for dy in range(f3):
+                slot = _clamp(y + dy - r3, 0, n_hr_rows - 1) % f3
+                for dx in range(f3):
+                    o = q + dx - r3
+                    plane, jo = o % scale, o // scale
+                    k = dy * f3 + dx
+                    src = ((slot * nk + k) * scale + plane) * ring_plane + ring_pad + j0 + jo
+                    acc = vadd(acc, vload(ring, src))
+            vstore(row, q * ring_plane + j0, vadd(acc, b3))
     for q in range(scale):
         for j in range(lr_w):
-            out[y, j * scale + q] = partial[q * ring_plane + j] + net.b3
+            out[y, j * scale + q] = row[q * ring_plane + j]
 
 
 @njit(parallel=True, cache=True)
@@ -352,19 +381,19 @@ def _forward(net, geo, scratch, out):
         if y0 >= y1:
             continue
         mine = _BandScratch(
-            scratch.f1s[band], scratch.f2s[band], scratch.row_offs[band],
-            scratch.pix1s[band], scratch.pix2s[band],
+            scratch.f1s[band], scratch.f2s[band], scratch.gs[band], scratch.row_offs[band],
+            scratch.pix1s[band], scratch.pix2s[band], scratch.pixgs[band],
         )  # fmt: skip
         ring = scratch.rings[band]
         nxt = max(y0 - r3, 0)
         for y in range(y0, y1):
             need = min(y + r3, n_rows - 1)
             while nxt <= need:
-                _f2_row(nxt, net, geo, ring, nxt % net.f3, mine)
-                _fill_halo(ring, nxt % net.f3, net.n2p, geo.scale, geo.ring_plane,
+                _g_row(nxt, net, geo, ring, nxt % net.f3, mine)
+                _fill_halo(ring, nxt % net.f3, net.nk, geo.scale, geo.ring_plane,
                            geo.ring_pad, geo.lr_w * geo.scale, r3)  # fmt: skip
                 nxt += 1
-            _conv3_row(y, net, geo, ring, scratch.partials[band], out)
+            _conv3_row(y, net, geo, ring, scratch.rows[band], out)
 
 
 @njit(cache=True)
@@ -414,7 +443,9 @@ class CpuBackend:
         self.scale = weights.scale
         self.threads = threads or numba.get_num_threads()
         n1p = _round_up(arch.n1, max(W, CHANNELS))
-        n2p = _round_up(arch.n2, max(W, CHANNELS, 4))
+        n2p = _round_up(arch.n2, max(W, CHANNELS))
+        nk = arch.f3 * arch.f3
+        nkp = _round_up(nk, max(W, CHANNELS))
 
         def padded(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
             out = np.zeros(shape, np.float32)
@@ -430,7 +461,10 @@ class CpuBackend:
             b1=padded(weights.b1, (n1p,)),
             w2=padded(weights.w2[0, 0], (n1p, n2p)).reshape(-1),
             b2=padded(weights.b2, (n2p,)),
-            w3=padded(weights.w3[:, :, :, 0], (arch.f3, arch.f3, n2p)).reshape(-1),
+            nk=nk,
+            nkp=nkp,
+            # [channel][tap]: taps in row-major (dy, dx) order, as _conv3_row adds them.
+            w3=padded(weights.w3[:, :, :, 0].reshape(nk, arch.n2).T, (n2p, nkp)).reshape(-1),
             b3=np.float32(weights.b3[0]),
         )
         self._plans: dict[tuple[int, int], tuple[_Geometry, _Scratch]] = {}
@@ -465,21 +499,25 @@ class CpuBackend:
             n_col_classes=k1.shape[1],
             row_class=rows.classes,
             row_base=rows.base,
+            row_span=rows.spans,
             col_class=cols.classes,
             col_base=cols.base,
+            col_span=cols.spans,
             col_interior=cols.interior,
             phase_col_base=phase_window_starts(s, arch.f1),
             ring_plane=ring_plane,
             ring_pad=ring_pad,
         )
         scratch = _Scratch(
-            rings=np.zeros((bands, arch.f3 * net.n2p * s * ring_plane), np.float32),
+            rings=np.zeros((bands, arch.f3 * net.nk * s * ring_plane), np.float32),
             f1s=np.zeros((bands, net.n1p * PIXELS), np.float32),
             f2s=np.zeros((bands, net.n2p * PIXELS), np.float32),
+            gs=np.zeros((bands, net.nkp * PIXELS), np.float32),
             row_offs=np.zeros((bands, t), np.int64),
             pix1s=np.zeros((bands, net.n1p), np.float32),
             pix2s=np.zeros((bands, net.n2p), np.float32),
-            partials=np.zeros((bands, s * ring_plane), np.float32),
+            pixgs=np.zeros((bands, net.nkp), np.float32),
+            rows=np.zeros((bands, s * ring_plane), np.float32),
         )
         self._plans[(h, w)] = (geometry, scratch)
         return geometry, scratch
