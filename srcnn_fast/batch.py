@@ -26,6 +26,7 @@ from .imagefile import (
     IMAGE_EXTENSIONS,
     Metadata,
     check_writable_format,
+    pillow_quietly,
     read_image_file,
     write_image,
     write_image_bands,
@@ -64,6 +65,21 @@ class Summary:
         return ", ".join(parts) + f" in {self.seconds:.1f} s"
 
 
+def _failure(exc: BaseException, job: Job | None = None) -> str:
+    """The one-line message for a file that failed: ours as raised; an OSError the library
+    did not expect (a name too long, a folder that cannot be searched) with the path it names;
+    running out of memory with the input that needed it."""
+    where = job.source if job is not None else None
+    if isinstance(exc, MemoryError):
+        detail = f"out of memory ({str(exc) or 'allocation failed'}; try a smaller --tile)"
+    elif isinstance(exc, OSError):
+        where = exc.filename if exc.filename is not None else where
+        detail = exc.strerror or str(exc)
+    else:
+        return str(exc)
+    return detail if where is None else f"{where}: {detail}"
+
+
 def _is_our_output(path: Path, scale: int) -> bool:
     return path.stem.endswith(f"_x{scale}")
 
@@ -92,34 +108,18 @@ def collect_jobs(
     found: list[tuple[Path, Path]] = []  # (file, the folder its output path is relative to)
     problems: list[str] = []
     for arg in inputs:
-        path = Path(arg)
-        if path.is_dir():
-            files = _images_in(path, recursive, scale)
-            if not files:
-                problems.append(
-                    f"{path}: no images in this folder"
-                    + ("" if recursive else " (use -r for sub-folders)")
-                )
-            found += [(f, path) for f in files]
-        elif path.exists():
-            found.append((path, path.parent))
-        elif _GLOB.search(arg):
-            matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))]
-            files = [m for m in matches if m.is_file() and not _is_our_output(m, scale)]
-            if not files:
-                problems.append(f"{arg}: no file matches this pattern")
-            root = Path(re.split(r"[*?\[]", arg, maxsplit=1)[0] or ".")
-            root = root if root.is_dir() else root.parent
-            found += [(f, root) for f in files]
-        else:
-            problems.append(f"{path}: no such file or folder")
+        try:
+            found += _files_of(arg, recursive, scale, problems)
+        except OSError as exc:  # e.g. a name too long for the file system
+            problems.append(_failure(exc))
     # One file named on its own: -o may name the output file itself.
     out_file = (
         out is not None
         and len(inputs) == 1
-        and Path(inputs[0]).is_file()
-        and not Path(out).is_dir()
+        and len(found) == 1
+        and found[0][0] == Path(inputs[0])
         and not out.endswith(("/", os.sep))
+        and not _is_dir(Path(out))
     )
     jobs = []
     for source, root in found:
@@ -134,13 +134,47 @@ def collect_jobs(
     return jobs, problems
 
 
+def _files_of(
+    arg: str, recursive: bool, scale: int, problems: list[str]
+) -> list[tuple[Path, Path]]:
+    """The (file, root) pairs that one input names; a message in ``problems`` if none."""
+    path = Path(arg)
+    if path.is_dir():
+        files = _images_in(path, recursive, scale)
+        if not files:
+            problems.append(
+                f"{path}: no images in this folder"
+                + ("" if recursive else " (use -r for sub-folders)")
+            )
+        return [(f, path) for f in files]
+    if path.exists():
+        return [(path, path.parent)]
+    if _GLOB.search(arg):
+        matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))]
+        files = [m for m in matches if m.is_file() and not _is_our_output(m, scale)]
+        if not files:
+            problems.append(f"{arg}: no file matches this pattern")
+        root = Path(re.split(r"[*?\[]", arg, maxsplit=1)[0] or ".")
+        root = root if root.is_dir() else root.parent
+        return [(f, root) for f in files]
+    problems.append(f"{path}: no such file or folder")
+    return []
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name the file system refuses (too long) is no folder
+        return False
+
+
 def check_size(path: Path, max_pixels: int) -> None:
     """Refuse, from the header alone, an image of more than ``max_pixels`` pixels."""
     try:
         from PIL import Image
 
         Image.MAX_IMAGE_PIXELS = None  # our own limit replaces Pillow's bomb check
-        with Image.open(path) as image:
+        with pillow_quietly(), Image.open(path) as image:
             width, height = image.size
     except Exception:  # Pillow cannot read the header: OpenCV will decide
         return
@@ -171,6 +205,15 @@ def run_jobs(
     summary = Summary()
     start = time.perf_counter()
     report = report or (lambda message: print(message, file=sys.stderr))
+    #: What may fail for one file without stopping the others (anything else is a bug).
+    per_file = (SrcnnError, OSError, MemoryError)
+
+    def fail(exc: BaseException, job: Job) -> None:
+        message = _failure(exc, job)
+        summary.failed += 1
+        summary.errors.append(message)
+        report(message)
+
     inputs = {job.source.resolve() for job in jobs}
     planned: set[Path] = set()
     runnable: list[Job] = []
@@ -192,10 +235,8 @@ def run_jobs(
                     )
             check_writable_format(job.target)
             runnable.append(job)
-        except SrcnnError as exc:
-            summary.failed += 1
-            summary.errors.append(str(exc))
-            report(str(exc))
+        except per_file as exc:
+            fail(exc, job)
 
     def load(job: Job) -> tuple[np.ndarray, Metadata]:
         check_size(job.source, max_pixels)
@@ -211,7 +252,9 @@ def run_jobs(
 
     def save(job: Job, image: np.ndarray, metadata: Metadata) -> None:
         make_folder(job)
-        write_image(job.target, image, overwrite=True, metadata=metadata)
+        # overwrite as asked, not True: an output that appeared since the check above (a
+        # second run, another program) is refused at the rename, not replaced.
+        write_image(job.target, image, overwrite=overwrite, metadata=metadata)
 
     def upscale(job: Job, image: np.ndarray, metadata: Metadata) -> Future:
         channels = 1 if image.ndim == 2 else image.shape[2]
@@ -221,7 +264,7 @@ def run_jobs(
         make_folder(job)
         bands = upscaler.upscale_bands(image)
         shape = upscaler.output_shape(image)
-        write_image_bands(job.target, shape, image.dtype, bands, overwrite=True, metadata=metadata)
+        write_image_bands(job.target, shape, image.dtype, bands, overwrite, metadata)
         done: Future = Future()
         done.set_result(None)
         return done
@@ -243,10 +286,8 @@ def run_jobs(
             try:
                 image, metadata = pending_reads.pop(i).result()
                 writes.append((job, upscale(job, image, metadata)))
-            except SrcnnError as exc:
-                summary.failed += 1
-                summary.errors.append(str(exc))
-                report(str(exc))
+            except per_file as exc:
+                fail(exc, job)
             if bar is not None:
                 bar.update(1)
         for job, future in writes:
@@ -255,10 +296,8 @@ def run_jobs(
                 summary.done += 1
                 if on_done is not None:
                     on_done(job)
-            except SrcnnError as exc:
-                summary.failed += 1
-                summary.errors.append(str(exc))
-                report(str(exc))
+            except per_file as exc:
+                fail(exc, job)
     if bar is not None:
         bar.close()
     summary.seconds = time.perf_counter() - start

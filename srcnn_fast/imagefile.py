@@ -6,11 +6,12 @@ profile) carried from input to output where the output format can hold it (PNG, 
 
 OpenCV decodes and encodes, except: PNG is written by our own streaming encoder
 (:mod:`srcnn_fast.png`), and what OpenCV's decoder drops is put back (grayscale + alpha PNGs
-come out as gray + alpha, not RGBA; colour-key transparency becomes an alpha channel; gray +
-alpha TIFFs are decoded by Pillow). EXIF orientation is applied, and the carried EXIF then
-says "upright". Writes are atomic: a temporary file in the destination folder, renamed over
-the target only once it is complete; a format that would lose the image's alpha or bit depth
-is refused before any work.
+come out as gray + alpha, not RGBA; colour-key transparency becomes an alpha channel; 8-bit
+TIFFs with alpha are decoded by Pillow). CMYK files are converted to RGB (their CMYK profile is
+not carried); 1-bit files read as 8-bit gray; float, 32-bit integer and CIELAB files are
+refused. EXIF orientation is applied, and the carried EXIF then says "upright". Writes are
+atomic: a temporary file in the destination folder, renamed over the target only once it is
+complete; a format that would lose the image's alpha or bit depth is refused before any work.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from collections.abc import Iterable
+import threading
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +76,20 @@ def _cv2():
     return cv2
 
 
+_PILLOW_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def pillow_quietly() -> Iterator[None]:
+    """Around every use of Pillow on a user's file: Pillow warns on stderr ("Truncated File
+    Read", decompression bombs) about files whose problem we report in one line ourselves, or
+    that our own pixel limit governs. ``warnings.catch_warnings`` swaps one process-wide
+    filter list, so the threads that decode take turns (header reads: microseconds)."""
+    with _PILLOW_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def _format_of(path: Path) -> _Format:
     fmt = _FORMATS.get(path.suffix.lower())
     if fmt is None:
@@ -113,13 +130,13 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
 def read_image_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, Metadata]:
     """Decode an image file: (pixels, metadata)."""
     path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a directory, not an image")
     try:
         data = path.read_bytes()
-    except OSError as exc:
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image") from None
+    except OSError as exc:  # permissions, a name too long, an I/O error
         raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return decode_image(data, path)
 
@@ -150,7 +167,11 @@ def decode_image(data: bytes, name: str | os.PathLike[str]) -> tuple[np.ndarray,
         if conversion == "bad":
             raise ImageError(f"{name}: unsupported channel count {image.shape[2]}")
         image = image[..., 0] if conversion is None else cv2.cvtColor(image, conversion)
-    image = _restore_channels(image, data)
+    image = _restore_channels(image, data, name)
+    if metadata.icc is not None and metadata.icc[16:20] not in _ICC_COLOUR_SPACES:
+        # A CMYK (or other) profile describes the file's samples, not the RGB that OpenCV
+        # converted them to: carried into the output it would make viewers render it wrong.
+        metadata = Metadata(metadata.exif, metadata.xmp, None)
     orientation = _exif_orientation(metadata.exif, data)
     if metadata.exif is not None and orientation != 1:
         metadata = Metadata(_upright_exif(metadata.exif), metadata.xmp, metadata.icc)
@@ -168,7 +189,12 @@ def _metadata_from(types, chunks) -> Metadata:
     )
 
 
-def _restore_channels(image: np.ndarray, data: bytes) -> np.ndarray:
+#: ICC data colour spaces (header bytes 16-20) that describe the pixels we decode.
+_ICC_COLOUR_SPACES = (b"RGB ", b"GRAY")
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+
+
+def _restore_channels(image: np.ndarray, data: bytes, name: str | os.PathLike[str]) -> np.ndarray:
     """Put back what OpenCV's decoder drops or changes (see the module docstring)."""
     header = png.read_header(data)
     if header is not None:
@@ -181,13 +207,35 @@ def _restore_channels(image: np.ndarray, data: bytes) -> np.ndarray:
             alpha = np.where(transparent, 0, np.iinfo(image.dtype).max).astype(image.dtype)
             return np.concatenate([colour, alpha[..., None]], axis=-1)
         return image
-    if data[:4] in (b"II*\x00", b"MM\x00*") and (image.ndim == 2 or image.shape[2] == 3):
-        # OpenCV reads an 8-bit gray + alpha TIFF as gray, dropping the alpha.
-        from PIL import Image
+    if data[:4] in _TIFF_MAGIC:
+        return _tiff_channels(image, data, name)
+    return image
 
-        with contextlib.suppress(Exception), Image.open(io.BytesIO(data)) as pil:
-            if pil.mode == "LA":
-                return np.asarray(pil)
+
+def _tiff_channels(image: np.ndarray, data: bytes, name: str | os.PathLike[str]) -> np.ndarray:
+    """OpenCV's TIFF reader drops the alpha of gray + alpha and palette + alpha files,
+    multiplies the colour of 8-bit RGBA files by their (unassociated) alpha, gives CMYK files
+    an opaque fourth channel, and reads CIELAB samples as if they were RGB. Pillow, told the
+    file's layout by its header, gets those right: its pixels replace OpenCV's there."""
+    from PIL import Image
+
+    with pillow_quietly():
+        try:
+            pil = Image.open(io.BytesIO(data))
+        except Exception:  # Pillow cannot parse it: OpenCV's reading is all there is
+            return image
+        return _tiff_pixels(image, pil, name)
+
+
+def _tiff_pixels(image: np.ndarray, pil, name: str | os.PathLike[str]) -> np.ndarray:
+    with pil:
+        if pil.mode == "LAB":
+            raise ImageError(f"{name}: unsupported colour space CIELAB (convert it to RGB)")
+        if pil.mode == "CMYK" and image.ndim == 3 and image.shape[2] == 4:
+            return image[..., :3]  # OpenCV already converted to RGB; the 4th is opaque
+        if image.dtype == np.uint8 and pil.mode in ("LA", "PA", "RGBA"):
+            with contextlib.suppress(Exception):  # Pillow fails to decode: keep OpenCV's
+                return np.asarray(pil.convert("LA" if pil.mode == "LA" else "RGBA"))
     return image
 
 
@@ -212,12 +260,13 @@ def _exif_orientation(exif: bytes | None, data: bytes) -> int:
     from PIL import Image
 
     try:
-        if exif is not None:
-            parsed = Image.Exif()
-            parsed.load(exif)
-            return int(parsed.get(_ORIENTATION_TAG, 1))
-        with Image.open(io.BytesIO(data)) as image:
-            return int(image.getexif().get(_ORIENTATION_TAG, 1))
+        with pillow_quietly():
+            if exif is not None:
+                parsed = Image.Exif()
+                parsed.load(exif)
+                return int(parsed.get(_ORIENTATION_TAG, 1))
+            with Image.open(io.BytesIO(data)) as image:
+                return int(image.getexif().get(_ORIENTATION_TAG, 1))
     except Exception:  # no EXIF, or one Pillow cannot parse: nothing to rotate
         return 1
 
@@ -226,10 +275,11 @@ def _upright_exif(exif: bytes) -> bytes | None:
     from PIL import Image
 
     try:
-        parsed = Image.Exif()
-        parsed.load(exif)
-        parsed[_ORIENTATION_TAG] = 1
-        return parsed.tobytes().removeprefix(b"Exif\x00\x00")
+        with pillow_quietly():
+            parsed = Image.Exif()
+            parsed.load(exif)
+            parsed[_ORIENTATION_TAG] = 1
+            return parsed.tobytes().removeprefix(b"Exif\x00\x00")
     except Exception:  # cannot rewrite it: drop it rather than rotate the output twice
         return None
 
@@ -310,7 +360,7 @@ def write_image(
     path = Path(path)
     _refuse_existing(path, overwrite)
     encoded = encode_image(image, path, metadata)
-    _atomic_write(path, lambda stream: stream.write(encoded))
+    _atomic_write(path, lambda stream: stream.write(encoded), overwrite)
 
 
 def write_image_bands(
@@ -328,27 +378,51 @@ def write_image_bands(
     fmt = _format_of(path)
     check_writable_format(path, 1 if len(shape) == 2 else shape[2], dtype)
     if fmt.name == "PNG":
-        _atomic_write(path, lambda stream: _write_png(stream, shape, dtype, bands, metadata))
+        _atomic_write(
+            path, lambda stream: _write_png(stream, shape, dtype, bands, metadata), overwrite
+        )
         return
     image = np.empty(shape, dtype)
     row = 0
     for band in bands:
         image[row : row + band.shape[0]] = band
         row += band.shape[0]
-    write_image(path, image, overwrite=True, metadata=metadata)
+    write_image(path, image, overwrite=overwrite, metadata=metadata)
+
+
+def _link_new(tmp: Path, path: Path) -> bool:
+    """Put ``tmp`` at ``path`` only if nothing is there, in one step (a hard link: the
+    "exists?" check and the rename cannot be raced). False where the file system has no
+    hard links: the caller renames after the check made before the work."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # EPERM / ENOTSUP / EXDEV: FAT, some network and FUSE file systems
+        return False
+    tmp.unlink()
+    return True
+
+
+def _exists(path: Path) -> OutputError:
+    return OutputError(f"{path}: already exists (use --overwrite to replace it)")
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
-        raise OutputError(f"{path}: already exists (use --overwrite to replace it)")
+        raise _exists(path)
 
 
-def _atomic_write(path: Path, fill) -> None:
+def _atomic_write(path: Path, fill, overwrite: bool) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as stream:
             fill(stream)
-        os.replace(tmp, path)
+        if overwrite or not _link_new(tmp, path):
+            os.replace(tmp, path)
+    except FileExistsError:  # it appeared while we worked (another program, another run)
+        tmp.unlink(missing_ok=True)
+        raise _exists(path) from None
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None

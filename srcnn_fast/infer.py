@@ -89,6 +89,10 @@ def check_image(image: object) -> np.ndarray:
     on_gpu = hasattr(image, "__cuda_array_interface__")
     if not isinstance(image, np.ndarray) and not on_gpu:
         raise ImageError(f"expected a numpy array, got {type(image).__name__}")
+    if not image.dtype.isnative and image.dtype.newbyteorder("=") in imageops.SUPPORTED_DTYPES:
+        # Big-endian samples (FITS files, np.frombuffer of PNG rows) are the same numbers:
+        # take a native copy rather than refuse them with a dtype that reads like uint16.
+        image = image.astype(image.dtype.newbyteorder("="))
     if image.dtype not in imageops.SUPPORTED_DTYPES:
         raise ImageError(f"unsupported dtype {image.dtype} (use uint8, uint16 or float32)")
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (1, 2, 3, 4)):

@@ -4,7 +4,8 @@ Image tiles (:func:`tile_bands`): a large image is upscaled tile by tile, each t
 low-resolution image with a halo wide enough that the part of its output we keep equals the
 untiled output bit for bit: the bicubic taps reach 2 LR pixels beyond a pixel (plus one for the
 phase offset), and the network's receptive radius (the sum of the layers' radii, in HR pixels)
-adds ceil(radius / scale) LR pixels. Tiles sharing rows form a band, so output leaves in order.
+adds ceil(radius / scale) LR pixels. All tiles of an image have the same source size. Tiles
+sharing rows form a band, so output leaves in order.
 
 Row strips (:func:`row_strips`): inside a backend, a conv layer with an f x f kernel
 produces output rows [lo, hi) from input rows [lo - r, hi + r), r = (f - 1) // 2. Every layer
@@ -41,10 +42,18 @@ class Tile:
 
 
 def _spans(size: int, tile: int, halo: int, scale: int) -> list[tuple[slice, slice, slice]]:
+    # Every source window has the same length, tile + 2 * halo (or the whole axis): a window
+    # that would cross the image edge is shifted inwards instead of cut, so the tiles near an
+    # edge read more of the image than they need rather than less. Their kept part is still
+    # exact (a halo or more of real pixels on the inner side, the true edge on the outer),
+    # and a backend that caches buffers per input size (CpuBackend's plans, the CUDA
+    # buffers) serves every tile of an image with one set instead of rebuilding per shape.
+    span = min(tile + 2 * halo, size)
     spans = []
     for start in range(0, size, tile):
         stop = min(start + tile, size)
-        lo, hi = max(start - halo, 0), min(stop + halo, size)
+        lo = min(max(start - halo, 0), size - span)
+        hi = lo + span
         keep = slice((start - lo) * scale, (stop - lo) * scale)
         spans.append((slice(lo, hi), keep, slice(start * scale, stop * scale)))
     return spans

@@ -169,3 +169,25 @@ def test_weights_scale_is_the_default(tmp_path: Path, capsys) -> None:
     shutil.copy(SAMPLES / "butterfly.png", sample)
     assert main(["upscale", str(sample), "-w", str(weights), "-q"]) == 0
     assert read_image(tmp_path / "s_x3.png").shape == (384, 384, 3)
+
+
+def test_alpha_and_tile_options_reach_the_output(tmp_path: Path, tiny_weights: Path) -> None:
+    """--alpha network: the alpha plane is the network's upscale of it, not bicubic; --tile N:
+    the same file as untiled."""
+    from srcnn_fast.infer import Upscaler
+
+    rgba = np.random.default_rng(5).integers(0, 256, (12, 17, 4)).astype(np.uint8)
+    write_image(tmp_path / "a.png", rgba)
+    argv = ["upscale", str(tmp_path / "a.png"), "-w", str(tiny_weights), "-q", "--overwrite"]
+    assert main([*argv, "--alpha", "network"]) == 0
+    network = read_image(tmp_path / "a_x2.png")
+    np.testing.assert_array_equal(
+        network, Upscaler(weights=tiny_weights, backend="cpu", alpha="network")(rgba)
+    )
+    assert main(argv) == 0
+    bicubic = read_image(tmp_path / "a_x2.png")
+    assert (network[..., 3] != bicubic[..., 3]).any(), "the two alpha modes differ"
+    np.testing.assert_array_equal(network[..., :3], bicubic[..., :3])
+    untiled = (tmp_path / "a_x2.png").read_bytes()
+    assert main([*argv, "--tile", "4"]) == 0
+    assert (tmp_path / "a_x2.png").read_bytes() == untiled

@@ -155,3 +155,27 @@ def test_concurrent_calls_from_threads() -> None:
         results = list(pool.map(backend.upscale_luma, planes))
     for plane, got in zip(planes, results, strict=True):
         assert_close(got, ref.upscale_luma(plane), ATOL, f"threaded {plane.shape}")
+
+
+def test_plan_cache_keeps_the_recently_used_sizes_within_its_bounds() -> None:
+    from srcnn_fast.backends.plans import PlanCache
+
+    cache = PlanCache(max_entries=3, max_bytes=10_000)
+    built: list[int] = []
+
+    def plan(n: int):
+        def build():
+            built.append(n)
+            return np.zeros(n, np.uint8)
+
+        return build
+
+    for n in (1, 2, 3, 1, 4):  # 1 was used again, so 2 is the one that goes
+        cache.get_or_build(n, plan(n))
+    assert list(cache) == [3, 1, 4] and built == [1, 2, 3, 4]
+    cache.get_or_build(9000, plan(9000))  # a fourth entry: the least recently used goes
+    assert list(cache) == [1, 4, 9000]
+    cache.get_or_build(2000, plan(2000))  # over the byte bound: the oldest go until it fits
+    assert list(cache) == [2000]
+    cache.get_or_build(20_000, plan(20_000))
+    assert list(cache) == [20_000], "a plan larger than the bound is still kept while in use"

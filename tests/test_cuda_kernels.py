@@ -97,9 +97,10 @@ def test_a_batch_of_frames_in_one_call() -> None:
     for f in range(3):
         diff = np.abs(batch[f].astype(int) - up(frames[f]))
         assert diff.max() <= 1, f"frame {f}: {diff.max()}"
-    planes = backend.pipeline._buffers
+    planes = backend.pipeline._buffers[(3, 6, 10)]
+    backend.upscale_pixels(frames[:1])  # another batch size: its own buffers
     backend.upscale_pixels(frames)
-    assert backend.pipeline._buffers is planes, "buffers are reused for the same size"
+    assert backend.pipeline._buffers[(3, 6, 10)] is planes, "buffers are reused per size"
 
 
 def test_shipped_weights_on_the_sample(sample_image: np.ndarray) -> None:

@@ -25,6 +25,36 @@ def test_exif_orientation_is_applied_like_pillow(orientation: int, tmp_path: Pat
     np.testing.assert_array_equal(read_image(path), expected)
 
 
+@pytest.mark.parametrize("orientation", range(2, 9))
+def test_exif_orientation_is_applied_to_jpeg(orientation: int, tmp_path: Path) -> None:
+    """Phone photos: a JPEG whose EXIF says "rotate" comes out upright. The same pixels are
+    saved twice, upright and with the orientation tag (the compressed data is identical), so
+    the expected result is Pillow's transpose of our upright decode, bit for bit."""
+    from PIL import Image
+
+    rgb = np.random.default_rng(orientation).integers(0, 256, (16, 24, 3)).astype(np.uint8)
+    for name, value in (("upright.jpg", 1), ("tagged.jpg", orientation)):
+        exif = Image.Exif()
+        exif[0x0112] = value
+        Image.fromarray(rgb).save(tmp_path / name, exif=exif, quality=95)
+    upright = Image.fromarray(read_image(tmp_path / "upright.jpg"))
+    method = getattr(Image.Transpose, _PILLOW_TRANSPOSE[orientation])
+    expected = np.asarray(upright.transpose(method))
+    np.testing.assert_array_equal(read_image(tmp_path / "tagged.jpg"), expected)
+
+
+#: EXIF orientation -> Pillow's operation for it (as in ImageOps.exif_transpose).
+_PILLOW_TRANSPOSE = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
+
+
 def test_sixteen_bit_round_trip(tmp_path: Path) -> None:
     image = np.random.default_rng(0).integers(0, 65536, (6, 7, 3)).astype(np.uint16)
     write_image(tmp_path / "deep.png", image)
@@ -54,7 +84,7 @@ LOSSLESS = {  # extension -> the (channels, dtype) it keeps exactly
         (3, np.uint16),
         (4, np.uint16),
     ],
-    ".bmp": [(1, np.uint8), (3, np.uint8)],
+    ".bmp": [(1, np.uint8), (3, np.uint8), (4, np.uint8)],
 }
 
 
@@ -112,6 +142,83 @@ def test_pillow_written_layouts_decode_with_their_transparency(tmp_path: Path) -
     back = read_image(tmp_path / "key.png")
     np.testing.assert_array_equal(back[..., 0], gray)
     np.testing.assert_array_equal(back[..., 1], np.where(gray == gray[0, 0], 0, 255))
+
+
+def test_tiffs_that_opencv_misreads(tmp_path: Path) -> None:
+    """TIFFs as other software writes them. OpenCV alone would multiply an RGBA file's colour
+    by its alpha (unassociated alpha, ExtraSamples = 2: what Pillow, GIMP and Photoshop
+    write), drop a palette + alpha file's transparency, and give CMYK an opaque 4th channel."""
+    from PIL import Image
+
+    rgba = _random(4, np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "rgba.tif")
+    with Image.open(tmp_path / "rgba.tif") as pil:
+        assert pil.tag_v2.get(338) == (2,), "the file declares unassociated alpha"
+    np.testing.assert_array_equal(read_image(tmp_path / "rgba.tif"), rgba)
+    palette = Image.fromarray(rgba).convert("P").convert("PA")
+    palette.save(tmp_path / "pa.tif")
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "pa.tif"), np.asarray(palette.convert("RGBA"))
+    )
+    cmyk = Image.fromarray(_random(3, np.uint8)).convert("CMYK")
+    cmyk.save(tmp_path / "cmyk.tif")
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "cmyk.tif"), np.asarray(cmyk.convert("RGB"))
+    )
+
+
+def test_cmyk_jpeg_becomes_rgb_without_its_cmyk_profile(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from srcnn_fast.imagefile import read_image_file
+
+    rgb = _random(3, np.uint8)
+    cmyk_profile = bytes(16) + b"CMYK" + bytes(108)  # the header field that says so
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "c.jpg", icc_profile=cmyk_profile)
+    image, metadata = read_image_file(tmp_path / "c.jpg")
+    assert image.shape == rgb.shape and image.dtype == np.uint8
+    assert metadata.icc is None, "a CMYK profile must not describe the RGB output"
+    Image.fromarray(rgb).save(tmp_path / "rgb.jpg", icc_profile=_profile())
+    assert read_image_file(tmp_path / "rgb.jpg")[1].icc == _profile(), "RGB profiles travel"
+
+
+@pytest.mark.parametrize("ext", [".png", ".tif", ".bmp"])
+def test_one_bit_images_read_as_8_bit_gray(ext: str, tmp_path: Path) -> None:
+    from PIL import Image
+
+    bits = _random(1, np.uint8) > 127
+    Image.fromarray(bits).save(tmp_path / f"bits{ext}")
+    back = read_image(tmp_path / f"bits{ext}")
+    assert back.dtype == np.uint8
+    np.testing.assert_array_equal(back, np.where(bits, 255, 0))
+
+
+@pytest.mark.parametrize(
+    "interruption", [OSError(28, "No space left on device"), KeyboardInterrupt]
+)
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(
+    interruption: BaseException, tmp_path: Path
+) -> None:
+    """The disk fills up, or Ctrl-C, half-way through an output that replaces an older one:
+    the old file is untouched and no partial or temporary file is left."""
+    from srcnn_fast.errors import OutputError
+    from srcnn_fast.imagefile import write_image_bands
+
+    target = tmp_path / "out.png"
+    target.write_bytes(b"the previous output")
+    image = _random(3, np.uint8)
+
+    def bands():
+        yield image[:4]
+        raise interruption
+
+    expected = OutputError if isinstance(interruption, OSError) else KeyboardInterrupt
+    with pytest.raises(expected) as info:
+        write_image_bands(target, image.shape, image.dtype, bands(), overwrite=True)
+    if expected is OutputError:
+        assert str(info.value) == f"{target}: cannot write (No space left on device)"
+    assert target.read_bytes() == b"the previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
 
 
 def test_formats_that_would_lose_data_are_refused(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from srcnn_fast import infer
+from srcnn_fast import infer, tiling
 from srcnn_fast.infer import Upscaler
 
 #: Odd sizes, every layout, a 1-pixel image and a strip; tiles from 1 pixel up (each tile is a
@@ -70,6 +70,50 @@ def test_tiles_follow_free_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     assert infer.MIN_AUTO_TILE <= tile < 400
     assert Upscaler(2, backend="cpu", tile=0).tile_size(image) == 0
     assert up.tile_size(image, tile=50) == 50
+
+
+def test_tiles_follow_the_backends_free_memory_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU backend reports its own free memory (CudaBackend.free_memory): when that is the
+    smaller, it sizes the tiles, however much RAM is free."""
+    up = Upscaler(2, backend="cpu")
+    image = np.zeros((300, 400, 3), np.uint8)
+    monkeypatch.setattr(infer, "available_memory", lambda: 1 << 40)
+    assert up.tile_size(image) == 0
+    gpu_free = 4 * 1500 * infer.WORK_BYTES_PER_OUTPUT_PIXEL * 16
+    monkeypatch.setattr(up.backend, "free_memory", lambda: gpu_free, raising=False)
+    assert infer.MIN_AUTO_TILE <= up.tile_size(image) < 400
+
+
+@pytest.mark.parametrize(("size", "tile", "halo"), [(50, 12, 4), (1000, 300, 6), (7, 1, 6)])
+def test_every_tile_of_an_image_has_the_same_source_size(size: int, tile: int, halo: int) -> None:
+    """Windows at the edges are shifted inwards, not cut: one tile shape per image, so a
+    backend's per-size buffers are built once for all its tiles; and each kept part still
+    has a full halo of real pixels on every side that is not the image's edge."""
+    shapes = set()
+    for _, tiles in tiling.tile_bands(size, size + 3, tile, halo, 2):
+        for t in tiles:
+            rows, cols = t.source
+            shapes.add((rows.stop - rows.start, cols.stop - cols.start))
+            for source, keep in zip(t.source, t.keep, strict=True):
+                first, last = source.start + keep.start // 2, source.start + keep.stop // 2
+                extent = size if source is rows else size + 3
+                assert first - source.start >= halo or source.start == 0, t
+                assert source.stop - last >= halo or source.stop == extent, t
+    assert len(shapes) == 1, shapes
+
+
+def test_a_tiled_image_reuses_the_cpu_plans_on_every_call() -> None:
+    """One Upscaler, the same large image again (video frames, a folder of same-size photos):
+    its tiles share one cached plan (geometry, folded weights, scratch buffers), built on the
+    first call and reused, not rebuilt, on the next ones."""
+    up = Upscaler(2, backend="cpu")
+    image = np.random.default_rng(0).integers(0, 256, (50, 61, 3)).astype(np.uint8)
+    first = up(image, tile=12)
+    plans = dict(up.backend._plans)
+    assert len(plans) == 1, sorted(plans)
+    np.testing.assert_array_equal(up(image, tile=12), first)
+    assert up.backend._plans.keys() == plans.keys()
+    assert all(up.backend._plans[k] is plan for k, plan in plans.items()), "plans rebuilt"
 
 
 def test_streamed_png_keeps_memory_bounded(tmp_path: Path) -> None:

@@ -54,6 +54,7 @@ from numba import njit, prange
 
 from ..model import SRCNNWeights
 from ..polyphase import axis_geometry, fold_conv1, phase_window_starts, window_size
+from .plans import PlanCache
 from .simd import W, vadd, vbroadcast, vbroadcast_at, vfma, vload, vrelu, vstore, vzero
 
 
@@ -467,15 +468,13 @@ class CpuBackend:
             w3=padded(weights.w3[:, :, :, 0].reshape(nk, arch.n2).T, (n2p, nkp)).reshape(-1),
             b3=np.float32(weights.b3[0]),
         )
-        self._plans: dict[tuple[int, int], tuple[_Geometry, _Scratch]] = {}
+        self._plans: PlanCache = PlanCache()
 
     def _plan(self, h: int, w: int) -> tuple[_Geometry, _Scratch]:
         """Geometry, folded weights and scratch buffers for an h x w input (cached)."""
-        plan = self._plans.get((h, w))
-        if plan is not None:
-            return plan
-        if len(self._plans) > 4:
-            self._plans.clear()
+        return self._plans.get_or_build((h, w), lambda: self._build_plan(h, w))
+
+    def _build_plan(self, h: int, w: int) -> tuple[_Geometry, _Scratch]:
         s, net, arch = self.scale, self.net, self.weights.arch
         t = net.t_size
         rows = axis_geometry(h, s, arch.f1)
@@ -519,7 +518,6 @@ class CpuBackend:
             pixgs=np.zeros((bands, net.nkp), np.float32),
             rows=np.zeros((bands, s * ring_plane), np.float32),
         )
-        self._plans[(h, w)] = (geometry, scratch)
         return geometry, scratch
 
     def upscale_luma(self, luma: np.ndarray) -> np.ndarray:

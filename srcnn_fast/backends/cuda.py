@@ -26,6 +26,7 @@ import numpy as np
 from .. import imageops
 from ..errors import BackendError, ImageError
 from ..model import SRCNNWeights
+from .plans import PlanCache
 
 #: Threads per block of every kernel (the fused kernel's __launch_bounds__).
 THREADS = 256
@@ -207,21 +208,22 @@ class Pipeline:
             self.pixel_module.set_constant(name, value)
         self.unpack = self.pixel_module.get_function("srcnn_unpack")
         self.pack = self.pixel_module.get_function("srcnn_pack")
-        self._buffers: _Buffers | None = None
+        self._buffers: PlanCache = PlanCache()
         #: Calls share the buffers and launch in order on one stream: one call at a time.
         self.lock = threading.Lock()
 
     def _buffers_for(self, frames: int, h: int, w: int) -> _Buffers:
-        """Planes and HR luma for this frame size, reused while the size stays the same."""
+        """Planes and HR luma for this batch and frame size, reused for each size in use."""
         shape = (frames, h, w)
-        if self._buffers is None or self._buffers.shape != shape:
-            xp, s = self.device.xp, self.scale
-            self._buffers = _Buffers(
+        xp, s = self.device.xp, self.scale
+        return self._buffers.get_or_build(
+            shape,
+            lambda: _Buffers(
                 shape,
                 xp.empty((frames, 4, h, w), np.float32),
                 xp.empty((frames, h * s, w * s), np.float32),
-            )
-        return self._buffers
+            ),
+        )
 
     def luma(self, lr: Any, out: Any) -> None:
         """Network on a batch of LR luma planes (frames, h, w) into out (frames, sH, sW)."""
