@@ -8,6 +8,7 @@ to a one-line message and an exit code: 0 success, 1 a failure (some files faile
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 from . import __version__
 from .backends import BACKEND_NAMES
 from .batch import DEFAULT_MAX_PIXELS
-from .errors import SrcnnError
+from .errors import SrcnnError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -38,6 +39,20 @@ def _non_negative_int(text: str) -> int:
     return 0 if text.strip() == "0" else _positive_int(text)
 
 
+_RAY_ADDRESS = re.compile(r"^(auto|local|ray://\S+|[^\s/:]+:\d+)$")
+
+
+def _ray_address(text: str) -> str:
+    # `--ray` takes an optional value, so in `upscale --ray photos/` argparse hands it the
+    # first input: refuse what cannot be an address instead of trying to join it.
+    if not _RAY_ADDRESS.match(text):
+        raise argparse.ArgumentTypeError(
+            f"not a Ray address: {text!r} (auto, local, HOST:PORT or ray://HOST:PORT; "
+            "write --ray=ADDRESS, or put --ray after the inputs)"
+        )
+    return text
+
+
 def _scale(args: argparse.Namespace) -> int | None:
     """-s if given; else the weights' own scale (-w), else the command's default."""
     if args.scale is not None:
@@ -52,6 +67,11 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from .batch import collect_jobs, run_jobs
     from .infer import Upscaler
 
+    if args.ray is not None:
+        return _upscale_on_ray(args)
+    if args.ray_workers is not None:
+        _error("--ray-workers needs --ray")
+        return EXIT_USAGE
     upscaler = Upscaler(
         _scale(args), args.weights, args.backend, args.precision, alpha=args.alpha, tile=args.tile
     )
@@ -82,6 +102,40 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if not args.quiet or summary.failed:
         print(f"srcnn-fast: {summary.line()} ({upscaler.backend_name} backend)", file=sys.stderr)
     return EXIT_FAILED if summary.failed else EXIT_OK
+
+
+def _upscale_on_ray(args: argparse.Namespace) -> int:
+    """``upscale --ray``: the same files, names, refusals and summary as the local run."""
+    from .distributed import run_distributed
+
+    def done(source: str, target: str) -> None:
+        # As locally: the list of outputs where no live display is shown.
+        if not args.quiet and not sys.stderr.isatty():
+            print(f"{source} -> {target}")
+
+    result = run_distributed(
+        args.inputs,
+        args.output,
+        scale=_scale(args),
+        weights=args.weights,
+        backend=args.backend,
+        precision=args.precision,
+        alpha=args.alpha,
+        tile=args.tile,
+        recursive=args.recursive,
+        overwrite=args.overwrite,
+        skip_existing=args.skip_existing,
+        max_pixels=args.max_pixels,
+        address=args.ray,
+        num_workers=args.ray_workers,
+        progress=not args.quiet,
+        quiet=args.quiet,
+        report=_error,
+        on_done=done,
+    )
+    if not args.quiet or result.summary.failed:
+        print(f"srcnn-fast: {result.line()}", file=sys.stderr)
+    return EXIT_FAILED if result.summary.failed else EXIT_OK
 
 
 # --- convert ---------------------------------------------------------------------------------
@@ -248,6 +302,23 @@ def build_parser() -> argparse.ArgumentParser:
         default="bicubic",
         help="how transparency is upscaled: bicubic (default) or through the network",
     )
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        type=_ray_address,
+        metavar="ADDRESS",
+        help="run on a Ray cluster (needs the ray extra): a pool of workers, one per GPU, else "
+        "one per CPU; inputs and -o may be s3://, gs://, abfs://, hdfs:// URIs. ADDRESS: auto "
+        "(the default: the running cluster, else a local Ray), local, HOST:PORT or "
+        "ray://HOST:PORT",
+    )
+    p.add_argument(
+        "--ray-workers",
+        type=_positive_int,
+        metavar="N",
+        help="with --ray: the number of workers (default: one per GPU, else one per CPU)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.set_defaults(func=cmd_upscale)
 
@@ -321,8 +392,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except UsageError as exc:
+        _error(str(exc))
+        return EXIT_USAGE
     except SrcnnError as exc:
         _error(str(exc))
+        return EXIT_FAILED
+    except OSError as exc:
+        # The library names its files in SrcnnErrors; an OSError that still gets here (a
+        # path the system refuses outright, such as a name too long) is a user's path too.
+        where = exc.filename if exc.filename is not None else "srcnn-fast"
+        _error(f"{where}: {exc.strerror or exc}")
         return EXIT_FAILED
     except KeyboardInterrupt:
         _error("interrupted")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import io
+import logging
 import os
 import posixpath
 import re
@@ -44,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .batch import DEFAULT_MAX_PIXELS, Summary, _is_our_output, check_size, collect_jobs
-from .errors import BackendError, ImageError, OutputError, SrcnnError
+from .errors import BackendError, ImageError, OutputError, SrcnnError, UsageError
 from .imagefile import IMAGE_EXTENSIONS, check_writable_format, decode_image, encode_image
 from .infer import WeightsLike, _load_weights
 
@@ -139,6 +140,7 @@ def run_distributed(
     num_workers: int | None = None,
     cpus_per_worker: int = 1,
     progress: bool = True,
+    quiet: bool = False,
     report: Callable[[str], None] | None = None,
     on_done: Callable[[str, str], None] | None = None,
 ) -> DistributedSummary:
@@ -154,8 +156,10 @@ def run_distributed(
     starts a local Ray; anything else is the address of a cluster to join (``HOST:6379``,
     ``ray://HOST:10001``). A Ray already initialised in this process is used as it is.
     ``num_workers``: actors in the pool (default: :func:`plan_workers`). ``progress``: Ray
-    Data's progress display. ``report`` gets each failure's one-line message as it happens
-    (default: stderr); ``on_done`` each (source, target) written, as the user named them.
+    Data's progress display. ``quiet``: Ray's own log lines (joining, each run's start and
+    end) off the console but for errors; Ray Data's log file keeps them. ``report`` gets
+    each failure's one-line message as it happens (default: stderr); ``on_done`` each
+    (source, target) written, as the user named them.
 
     A file that fails is counted and reported, never fatal; the summary's ``errors`` list
     them, in input order. Input names that match nothing count as failures too.
@@ -179,7 +183,7 @@ def run_distributed(
     for problem in problems:
         fail(problem)
     if output is not None and len(pairs) > 1 and _names_existing_file(output):
-        raise OutputError(f"{output}: several inputs need -o to name a folder, and this is a file")
+        raise UsageError(f"{output}: several inputs need -o to name a folder, and this is a file")
     runnable = _check_targets(pairs, filesystems, overwrite, skip_existing, summary, fail)
     if runnable:
         _run_on_ray(
@@ -192,6 +196,7 @@ def run_distributed(
             num_workers=num_workers,
             cpus_per_worker=cpus_per_worker,
             progress=progress,
+            quiet=quiet,
             result=result,
             report=report,
             on_done=on_done,
@@ -605,21 +610,22 @@ class _UpscaleWorker:
 # --- the Ray side ----------------------------------------------------------------------------
 
 
-def _connect(address: str | None) -> bool:
+def _connect(address: str | None, quiet: bool) -> bool:
     """Join or start Ray as ``address`` asks; True when this call did (and so undoes it)."""
     import ray
 
     if ray.is_initialized():
         return False
+    options = {"logging_level": logging.ERROR} if quiet else {}
     if address is None:
-        ray.init()
+        ray.init(**options)
         return True
     try:
-        ray.init(address=address)
-    except ConnectionError as exc:
-        if address != "auto":
+        ray.init(address=address, **options)
+    except (ConnectionError, ValueError) as exc:  # ValueError: not an address at all
+        if address != "auto" or not isinstance(exc, ConnectionError):
             raise SrcnnError(f"cannot join the Ray cluster at {address} ({exc})") from None
-        ray.init()  # no cluster running: a local Ray, for this run only
+        ray.init(**options)  # no cluster running: a local Ray, for this run only
     return True
 
 
@@ -651,6 +657,24 @@ def _srcnn_cause(exc: BaseException | None) -> SrcnnError | None:
     return None
 
 
+def _quiet_ray_data_console() -> Callable[[], None]:
+    """Ray Data logs each run to the console and to a file: raise the console handlers alone
+    to errors, so that the file keeps the whole story. Returns what puts them back."""
+    handlers = [
+        (handler, handler.level)
+        for handler in logging.getLogger("ray.data").handlers  # set up by `import ray.data`
+        if isinstance(handler, logging.StreamHandler)
+    ]
+    for handler, _ in handlers:
+        handler.setLevel(logging.ERROR)
+
+    def restore() -> None:
+        for handler, level in handlers:
+            handler.setLevel(level)
+
+    return restore
+
+
 def _remove_temporaries(
     pairs: list[tuple[_File, _File]], filesystems: _Filesystems, token: str
 ) -> None:
@@ -676,6 +700,7 @@ def _run_on_ray(
     num_workers: int | None,
     cpus_per_worker: int,
     progress: bool,
+    quiet: bool,
     result: DistributedSummary,
     report: Callable[[str], None],
     on_done: Callable[[str, str], None] | None,
@@ -684,10 +709,12 @@ def _run_on_ray(
     import ray.data
 
     token = uuid.uuid4().hex[:12]
-    joined = _connect(address)
+    joined = _connect(address, quiet)
     context = ray.data.DataContext.get_current()
-    saved_progress = context.enable_progress_bars
+    saved = context.enable_progress_bars, context.print_on_execution_start
     context.enable_progress_bars = progress
+    context.print_on_execution_start = not quiet
+    restore_console = _quiet_ray_data_console() if quiet else lambda: None
     try:
         workers, resources = plan_workers(
             ray.cluster_resources(), upscaler_options["backend"], num_workers, cpus_per_worker
@@ -749,6 +776,7 @@ def _run_on_ray(
             raise cause from None
         raise
     finally:
-        context.enable_progress_bars = saved_progress
+        restore_console()
+        context.enable_progress_bars, context.print_on_execution_start = saved
         if joined:
             ray.shutdown()

@@ -30,3 +30,8 @@ class BackendError(SrcnnError):
 
 class DataError(SrcnnError):
     """A training or evaluation data folder is missing or malformed."""
+
+
+class UsageError(SrcnnError):
+    """The arguments contradict each other (several inputs into one -o file): the CLI exits
+    2, as for a bad option."""

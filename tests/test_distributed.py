@@ -23,8 +23,11 @@ import ray
 from srcnn_fast import distributed
 from srcnn_fast.cli import main
 from srcnn_fast.distributed import plan_workers, run_distributed
-from srcnn_fast.errors import BackendError, ImageError
+from srcnn_fast.errors import BackendError, ImageError, SrcnnError
 from srcnn_fast.imagefile import write_image
+
+# Ray 2.60's DataContext() warns about its own deprecated fields as it builds itself.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.data.context")
 
 # (shape, dtype, extension): every layout the CLI handles, in PNG and a few lossy files.
 LAYOUTS = [
@@ -120,12 +123,76 @@ def test_cluster_writes_the_local_cli_bytes_and_reports_the_corrupt_file(
     assert summary.errors == cli_errors
     assert summary.errors[0].startswith(f"{photos / 'trip' / 'broken.png'}: not an image")
     assert counts(summary.line()) == cli_counts
+    # Two one-CPU actors on two one-CPU nodes: one worked on each node.
     assert (result.workers, result.worker_kind, result.backends) == (2, "CPU", ["cpu"])
     assert result.output_pixels == sum(
         int(np.prod(LAYOUTS[i % len(LAYOUTS)][0][:2])) * 4 for i in range(COUNT)
     )
     assert result.images_per_second > 0 and "images/s" in result.line()
     assert (str(photos / "trip" / "img01.png"), str(remote / "trip" / "img01_x2.png")) in done
+
+
+def test_upscale_ray_on_the_command_line_is_the_local_cli_on_a_cluster(
+    cluster: str, photos: Path, tiny_weights: Path, tmp_path: Path, capsys
+) -> None:
+    local, remote = tmp_path / "local", tmp_path / "ray"
+    base = [str(photos), "-r", "-w", str(tiny_weights)]
+    expected = cli(capsys, *base, "-o", str(local))
+    assert expected[0] == 1 and len(expected[1]) == 1  # trip/broken.png
+
+    assert cli(capsys, *base, "-o", str(remote), "--ray", cluster) == expected
+    assert tree(remote) == tree(local), "every output is the local CLI's, byte for byte"
+
+    # -q: the corrupt file's one line and the summary, with throughput; nothing from Ray.
+    capsys.readouterr()
+    argv = ["upscale", *base, "-o", str(remote), "--ray", cluster, "--skip-existing", "-q"]
+    assert main([*argv, "--backend", "cpu"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines()[0] == f"srcnn-fast: error: {expected[1][0]}"
+    assert re.fullmatch(
+        rf"srcnn-fast: 0 upscaled, {COUNT} skipped \(output exists\), 1 failed in [\d.]+ s: "
+        r"[\d.]+ images/s, [\d.]+ output Mpx/s on 1 CPU worker \(cpu backend\)",
+        err.splitlines()[1],
+    ), err
+    assert len(err.splitlines()) == 2, err
+
+
+def test_upscale_ray_usage_errors_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, photos: Path, tiny_weights: Path, tmp_path: Path, capsys
+) -> None:
+    base = ["upscale", "-w", str(tiny_weights), "--backend", "cpu"]
+    # `--ray` takes an optional ADDRESS: an input right after it is not taken for one.
+    with pytest.raises(SystemExit) as usage:
+        main([*base, "--ray", str(photos)])
+    assert usage.value.code == 2
+    assert f"--ray: not a Ray address: '{photos}'" in capsys.readouterr().err
+
+    assert main([*base, str(photos), "--ray-workers", "2"]) == 2
+    assert capsys.readouterr().err == "srcnn-fast: error: --ray-workers needs --ray\n"
+
+    # Refused as the local CLI refuses it, before joining any cluster.
+    existing = tmp_path / "one.png"
+    existing.write_bytes(b"a file")
+    two = [str(photos / "img00.png"), str(photos / "img03.png")]
+    assert main([*base, *two, "-o", str(existing), "--ray", "-q"]) == 2
+    assert capsys.readouterr().err == (
+        f"srcnn-fast: error: {existing}: several inputs need -o to name a folder, "
+        "and this is a file\n"
+    )
+
+    monkeypatch.setitem(sys.modules, "ray.data", None)  # as if the ray extra were missing
+    assert main([*base, str(photos), "--ray"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "needs the ray extra: pip install 'srcnn-fast[ray]'" in err[0]
+
+
+def test_an_address_that_is_no_address_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, photos: Path, tiny_weights: Path, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # this module's Ray aside
+    with pytest.raises(SrcnnError, match=r"^cannot join the Ray cluster at nohost \(Invalid"):
+        run([str(photos / "trip")], str(tmp_path / "out"), weights=tiny_weights, address="nohost")
 
 
 def test_uris_globs_and_several_inputs_are_named_as_the_cli_names_them(
