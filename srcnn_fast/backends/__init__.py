@@ -41,11 +41,18 @@ def _cpu_problem() -> str | None:
     return None
 
 
+def backend_problem(name: str) -> str | None:
+    """None if the backend ``name`` is usable here, else the reason it is not."""
+    if name == "cuda":
+        from .cuda import cuda_problem
+
+        return cuda_problem()
+    return _cpu_problem() if name == "cpu" else None
+
+
 def available_backends() -> dict[str, str | None]:
     """Each backend name -> None if usable here, else the reason it is not."""
-    from .cuda import cuda_problem
-
-    return {"cuda": cuda_problem(), "cpu": _cpu_problem(), "reference": None}
+    return {name: backend_problem(name) for name in BACKEND_NAMES}
 
 
 def backend_details() -> dict[str, str]:
@@ -87,14 +94,15 @@ def resolve_backend_name(name: str = "auto") -> str:
     """Turn ``auto`` (or the environment override) into a concrete, available backend name."""
     if name == "auto":
         name = os.environ.get(BACKEND_ENV, "").strip() or "auto"
-    available = available_backends()
     if name == "auto":
-        return next(n for n in BACKEND_NAMES if available[n] is None)
-    if name not in available:
+        return next(n for n in BACKEND_NAMES if backend_problem(n) is None)
+    if name not in BACKEND_NAMES:
         choices = ", ".join(("auto", *BACKEND_NAMES))
         raise BackendError(f"unknown backend {name!r} (choose from {choices})")
-    if available[name] is not None:
-        raise BackendError(f"backend {name!r} is not available: {available[name]}")
+    # Only the backend asked for is probed: naming `cpu` never pays for importing CuPy.
+    problem = backend_problem(name)
+    if problem is not None:
+        raise BackendError(f"backend {name!r} is not available: {problem}")
     return name
 
 

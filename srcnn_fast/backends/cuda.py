@@ -12,8 +12,10 @@ interface, so the tests run this exact code with the CUDA-on-CPU harness standin
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
+import sys
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -337,6 +339,13 @@ class _CupyModule:
 def cuda_problem() -> str | None:
     """None if CuPy and a usable GPU are here, else why not (probed once per process: every
     Upscaler and ``srcnn-fast info`` asks)."""
+    # Without the driver library no GPU can run, and importing CuPy to find that out costs
+    # about a second of every CPU-only process's start.
+    driver = "nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1"
+    try:
+        ctypes.CDLL(driver)
+    except OSError:
+        return f"no NVIDIA driver ({driver} not found)"
     try:
         import cupy
     except ImportError:
