@@ -179,3 +179,21 @@ def test_plan_cache_keeps_the_recently_used_sizes_within_its_bounds() -> None:
     assert list(cache) == [2000]
     cache.get_or_build(20_000, plan(20_000))
     assert list(cache) == [20_000], "a plan larger than the bound is still kept while in use"
+
+
+@pytest.mark.parametrize("dead", ["some", "all"])
+def test_sparse_blocks_skip_only_zero_channels(dead: str) -> None:
+    """Channels that are zero on a whole block are left out of the next layer's sums: with
+    half (or all) of conv1's channels and a third of conv2's dead, the output still matches
+    the reference, and the kernel reports that it skipped them."""
+    weights = SRCNNWeights.random(scale=3, seed=11)
+    arrays = weights.arrays()
+    arrays["b1"][:: 2 if dead == "some" else 1] = -100.0  # never positive on [0, 1] input
+    arrays["b2"][::3] = -100.0
+    weights = SRCNNWeights(arch=weights.arch, scale=3, **arrays)
+    luma = np.random.default_rng(11).random((21, 50), dtype=np.float32)
+    cpu = CpuBackend(weights)
+    got = cpu.upscale_luma(luma)
+    assert_close(got, ReferenceBackend(weights).upscale_luma(luma), ATOL, f"{dead} dead")
+    assert cpu.last_work["conv2"] <= (0.5 if dead == "some" else 0.0), cpu.last_work
+    assert cpu.last_work["products"] <= 2 / 3 + 1e-9, cpu.last_work

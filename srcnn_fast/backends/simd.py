@@ -151,3 +151,27 @@ def vrelu(typingctx, a):
         return builder.call(_llvm_intrinsic(builder, "maxnum", 2), [args[0], zero])
 
     return vector_type(vector_type), codegen
+
+
+@intrinsic
+def vmax(typingctx, a, b):
+    """``max(a, b)`` lane-wise."""
+
+    def codegen(context, builder, sig, args):
+        return builder.call(_llvm_intrinsic(builder, "maxnum", 2), args)
+
+    return vector_type(vector_type, vector_type), codegen
+
+
+@intrinsic
+def vany_positive(typingctx, a):
+    """Whether some lane is > 0: one compare into a mask register and a test of the mask
+    (no horizontal reduction)."""
+
+    def codegen(context, builder, sig, args):
+        zero = ir.Constant(_LLVM_VECTOR, [0.0] * W)
+        mask = builder.fcmp_ordered(">", args[0], zero)
+        bits = builder.bitcast(mask, ir.IntType(W))
+        return builder.icmp_unsigned("!=", bits, ir.Constant(ir.IntType(W), 0))
+
+    return types.boolean(vector_type), codegen
