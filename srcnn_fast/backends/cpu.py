@@ -271,26 +271,19 @@ def _dot_block(x, w, inputs, n_in, n_out, cb, bias, relu, out):
 @njit(cache=True)
 def _tap_block(f2, w3, inputs, n_in, nkp, k, out):
     """conv3's product for one tap ``k`` and 2W pixels (the taps left over after blocks of 8:
-    25 = 3 x 8 + 1), over the channels ``inputs[:n_in]``, split over two accumulator pairs."""
-    a0 = vzero()
-    a1 = vzero()
-    b0 = vzero()
-    b1 = vzero()
-    for idx in range(0, n_in - 1, 2):
-        c, d = inputs[idx], inputs[idx + 1]
+    25 = 3 x 8 + 1), over the channels ``inputs[:n_in]``. One chain per pixel vector, in
+    channel order: splitting the sum over the *listed* channels would group it differently
+    for every set of zero channels, and tiles would no longer match the whole image bit
+    for bit."""
+    a = vzero()
+    b = vzero()
+    for idx in range(n_in):
+        c = inputs[idx]
         w = vbroadcast_at(w3, c * nkp + k)
-        a0 = vfma(vload(f2, c * PIXELS), w, a0)
-        b0 = vfma(vload(f2, c * PIXELS + W), w, b0)
-        w = vbroadcast_at(w3, d * nkp + k)
-        a1 = vfma(vload(f2, d * PIXELS), w, a1)
-        b1 = vfma(vload(f2, d * PIXELS + W), w, b1)
-    if n_in % 2:
-        c = inputs[n_in - 1]
-        w = vbroadcast_at(w3, c * nkp + k)
-        a0 = vfma(vload(f2, c * PIXELS), w, a0)
-        b0 = vfma(vload(f2, c * PIXELS + W), w, b0)
-    vstore(out, k * PIXELS, vadd(a0, a1))
-    vstore(out, k * PIXELS + W, vadd(b0, b1))
+        a = vfma(vload(f2, c * PIXELS), w, a)
+        b = vfma(vload(f2, c * PIXELS + W), w, b)
+    vstore(out, k * PIXELS, a)
+    vstore(out, k * PIXELS + W, b)
 
 
 @njit(cache=True)
