@@ -51,6 +51,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
             pixels = bench.extra_info["pixels"]
             ratio = best.stats.median / median if best else float("nan")
             label = f"{ratio:.2f}x" + (f" ({best.extra_info['impl']})" if bench is best else "")
+            work = bench.extra_info.get("work")
+            if work:  # share of the dense conv2 / products the sparse blocks computed
+                label += f"  (conv2 {work['conv2']:.0%}, products {work['products']:.0%} done)"
             write(
                 f"{group:<14}{bench.extra_info['impl']:<13}{median * 1e3:>11.1f}"
                 f"{gflops(pixels, median):>9.1f}{pixels / median / 1e6:>9.1f}  {label}"
@@ -64,6 +67,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
                     "gflops": gflops(pixels, median),
                     "vs_best_peer": ratio,
                     "best_peer": best.extra_info["impl"] if best else None,
+                    "work": bench.extra_info.get("work"),
                 }
             )
     SUMMARY_JSON.parent.mkdir(exist_ok=True)

@@ -71,10 +71,12 @@ def test_speed(benchmark, size: tuple[int, int], scale: int, impl: str) -> None:
             pytest.skip(
                 "the reference is timed at 256x256 only (it is the oracle, not a contender)"
             )
-        holder = [create_backend(impl, weights).upscale_luma]
+        backend = create_backend(impl, weights)
+        holder = [backend.upscale_luma]
         plane = lr
         kind = "ours"
     else:
+        backend = None
         holder = [peer(impl, weights)]
         plane = upscaled
         kind = "gpu-peer" if impl in GPU_PEERS else "peer"
@@ -88,6 +90,8 @@ def test_speed(benchmark, size: tuple[int, int], scale: int, impl: str) -> None:
     assert diff <= atol, f"{impl} {size} x{scale}: max |diff| {diff:.3g} vs the reference"
     benchmark.group = f"{size[0]}x{size[1]} x{scale}"
     benchmark.extra_info.update(impl=impl, kind=kind, pixels=int(expected.size), max_diff=diff)
+    if hasattr(backend, "last_work"):  # the CPU kernel's sparse blocks
+        benchmark.extra_info["work"] = dict(backend.last_work)
     rounds = max(3, min(10, int(2e7 / expected.size)))
     del got
     benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=0)
