@@ -1,8 +1,9 @@
 """Throughput of `srcnn-fast upscale --ray` with 1 and 2 CPU workers vs the local CLI.
 
 60 RGB PNGs of 256x256 (shifted copies of samples/butterfly.png, mirrored 2x2), shipped x2
-weights, the cpu backend. Each configuration runs three times (alternating), into a fresh output folder; the numbers
-are the CLI's own summary lines (images/s over the whole call) and the command's wall time.
+weights, the cpu backend. Each configuration runs three times (alternating), into a fresh output
+folder; the numbers are the CLI's own summary lines (images/s over the whole call) and the
+command's wall time.
 
     python tools/ray_throughput.py      (with the ray extra installed; starts and stops a Ray)
 """
