@@ -404,13 +404,13 @@ def _link_new(tmp: Path, path: Path) -> bool:
     return True
 
 
-def _exists(path: Path) -> OutputError:
+def _already_exists(path: Path) -> OutputError:
     return OutputError(f"{path}: already exists (use --overwrite to replace it)")
 
 
 def _refuse_existing(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
-        raise _exists(path)
+        raise _already_exists(path)
 
 
 def _atomic_write(path: Path, fill, overwrite: bool) -> None:
@@ -422,7 +422,7 @@ def _atomic_write(path: Path, fill, overwrite: bool) -> None:
             os.replace(tmp, path)
     except FileExistsError:  # it appeared while we worked (another program, another run)
         tmp.unlink(missing_ok=True)
-        raise _exists(path) from None
+        raise _already_exists(path) from None
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None

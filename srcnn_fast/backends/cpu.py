@@ -322,12 +322,12 @@ def _g_row(y, net, geo, ring, slot, scratch):
         cols = geo.col_span[q]
         for j0 in range(0, geo.lr_w, PIXELS):
             shift = j0 + geo.phase_col_base[q]
-            # conv2 and the products sum only over the channels that are non-zero somewhere
-            # in the block (see the module docstring: sparse blocks).
             for cb in range(0, n1p, CHANNELS):
                 _conv1_block(
                     lr, row_off, shift, k1, kq + cb, t_size, n1p, rows, cols, net.b1, f1, cb
                 )
+            # conv2 and the products sum only over the channels that are non-zero somewhere
+            # in the block (see the module docstring: sparse blocks).
             n_live1 = _nonzero_channels(f1, n1p, live1)
             for cb in range(0, n2p, CHANNELS):
                 _dot_block(f1, net.w2, live1, n_live1, n2p, cb, net.b2, True, f2)

@@ -178,7 +178,6 @@ class Device(Protocol):
 
 @dataclass
 class _Buffers:
-    shape: tuple[int, ...]
     planes: Any
     luma: Any
 
@@ -216,12 +215,10 @@ class Pipeline:
 
     def _buffers_for(self, frames: int, h: int, w: int) -> _Buffers:
         """Planes and HR luma for this batch and frame size, reused for each size in use."""
-        shape = (frames, h, w)
         xp, s = self.device.xp, self.scale
         return self._buffers.get_or_build(
-            shape,
+            (frames, h, w),
             lambda: _Buffers(
-                shape,
                 xp.empty((frames, 4, h, w), np.float32),
                 xp.empty((frames, h * s, w * s), np.float32),
             ),
