@@ -41,7 +41,10 @@ def _import_keras():
     except ImportError:
         raise DataError("training needs TensorFlow: pip install 'srcnn-fast[train]'") from None
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(os.cpu_count() or 2)
+        # The cores this process may run on (taskset, cgroups), not the machine's count: two
+        # runs pinned to one core each must not oversubscribe.
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        tf.config.threading.set_intra_op_parallelism_threads(cores or os.cpu_count() or 2)
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         pass  # already initialised by an earlier call in this process
@@ -333,6 +336,20 @@ def _load_checkpoint(path: Path, model, optimizers) -> dict[str, Any]:
         return json.loads(ckpt["state"].tobytes().decode())
 
 
+def continued_provenance(init: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """What a run started from other weights adds to its provenance: the starting weights'
+    own provenance (minus the long image lists) and the totals over the whole chain of runs."""
+    earlier = {k: v for k, v in init.items() if k not in ("train_images", "val_images")}
+    return {
+        "init_provenance": earlier,
+        "total_epochs": state["epoch"] + int(init.get("total_epochs", init.get("epochs", 0))),
+        "total_train_seconds": round(
+            state["seconds"] + float(init.get("total_train_seconds", init.get("train_seconds", 0))),
+            1,
+        ),
+    }
+
+
 def train(
     config: TrainConfig,
     resume: bool = True,
@@ -437,7 +454,7 @@ def train(
         )
 
     history = state["history"]
-    provenance = {
+    provenance: dict[str, Any] = {
         "recipe": "srcnn-fast train",
         "config": {**asdict(config), "arch": asdict(config.arch)},
         "train_images": data.train_files,
@@ -448,6 +465,8 @@ def train(
         "framework": f"keras {keras.__version__}, tensorflow {tf.__version__}",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }
+    if config.init:
+        provenance.update(continued_provenance(SRCNNWeights.load(config.init).provenance, state))
     weights = weights_from_model(model, config.scale, provenance)
     weights.save(config.out)
     log(f"wrote {config.out}")

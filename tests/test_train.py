@@ -105,6 +105,18 @@ def test_short_run_resumes_and_records_provenance(folder: Path, tmp_path: Path) 
     assert prov["epochs"] == 2 and len(prov["val_images"]) == 1 and len(prov["train_images"]) == 4
     assert prov["config"]["seed"] == 0 and np.isfinite(prov["val_psnr_db"])
     json.dumps(prov)
+    assert "init_provenance" not in prov and "total_epochs" not in prov
+
+    # Continued from those weights: the provenance chains back to the first run.
+    config.init, config.out, config.checkpoint_dir = str(out), str(tmp_path / "c.npz"), None
+    config.epochs = 1
+    chained = train(config, echo=lines.append, progress=False).provenance
+    assert (
+        chained["init_provenance"]["epochs"] == 2
+        and "train_images" not in chained["init_provenance"]
+    )
+    assert chained["total_epochs"] == 3
+    assert chained["total_train_seconds"] > prov["train_seconds"]
 
 
 def test_train_command(folder: Path, tmp_path: Path, capsys) -> None:
