@@ -22,6 +22,14 @@ from .imagefile import read_image
 
 ImageUpscaler = Callable[[np.ndarray], np.ndarray]
 
+#: Published SRCNN PSNR (dB) under this protocol, by (set, scale) (DESIGN.md section 5): the
+#: 9-1-5 model trained on T91 (ECCV 2014, Set5 only), and 9-5-5 trained on ImageNet (TPAMI 2016).
+ECCV_2014_PSNR = {("Set5", 2): 36.34, ("Set5", 3): 32.39, ("Set5", 4): 30.09}
+TPAMI_2016_PSNR = {
+    ("Set5", 2): 36.66, ("Set5", 3): 32.75, ("Set5", 4): 30.49,
+    ("Set14", 2): 32.45, ("Set14", 3): 29.30, ("Set14", 4): 27.50,
+}  # fmt: skip
+
 
 def luma_255(image: np.ndarray) -> np.ndarray:
     """8-bit image -> float64 BT.601 luma on the 0..255 scale (grayscale is its own luma)."""

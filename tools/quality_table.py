@@ -9,16 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from srcnn_fast.evaluate import bicubic_upscaler, evaluate
+from srcnn_fast.evaluate import ECCV_2014_PSNR, TPAMI_2016_PSNR, bicubic_upscaler, evaluate
 from srcnn_fast.infer import Upscaler
-
-# Published SRCNN results (DESIGN.md section 5): 9-1-5 trained on T91 (ECCV 2014, Set5), and
-# 9-5-5 trained on ImageNet (TPAMI 2016), the latter with the Set14 figures.
-ECCV = {("Set5", 2): 36.34, ("Set5", 3): 32.39, ("Set5", 4): 30.09}
-TPAMI = {
-    ("Set5", 2): 36.66, ("Set5", 3): 32.75, ("Set5", 4): 30.49,
-    ("Set14", 2): 32.45, ("Set14", 3): 29.30, ("Set14", 4): 27.50,
-}  # fmt: skip
 
 
 def main() -> None:
@@ -38,11 +30,12 @@ def main() -> None:
                 Path(args.data) / dataset, scale, {"bicubic": bicubic_upscaler(scale), "srcnn": up}
             )
             b, s = result.mean("bicubic"), result.mean("srcnn")
-            eccv = f"{ECCV[dataset, scale]:.2f}" if (dataset, scale) in ECCV else ""
-            tpami = TPAMI[dataset, scale]
+            eccv = ECCV_2014_PSNR.get((dataset, scale))
+            eccv_text = f"{eccv:.2f}" if eccv else ""
+            tpami = TPAMI_2016_PSNR[dataset, scale]
             print(
                 f"| {dataset} | x{scale} | {b.psnr:.2f} / {b.ssim:.4f} | {s.psnr:.2f} / "
-                f"{s.ssim:.4f} | +{s.psnr - b.psnr:.2f} dB | {eccv} | {tpami:.2f}, "
+                f"{s.ssim:.4f} | +{s.psnr - b.psnr:.2f} dB | {eccv_text} | {tpami:.2f}, "
                 f"+{tpami - b.psnr:.2f} dB |"
             )
 
