@@ -17,6 +17,7 @@ from . import __version__
 from .backends import BACKEND_NAMES
 from .batch import DEFAULT_MAX_PIXELS
 from .errors import SrcnnError, UsageError
+from .train import OPTIMIZERS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -170,6 +171,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         learning_rate=args.lr,
         final_learning_rate=args.final_lr,
+        optimizer=args.optimizer,
+        init_std=args.init_std,
         last_layer_lr_factor=args.last_layer_lr,
         patch=args.patch,
         augment=not args.no_augment,
@@ -341,8 +344,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=40)
     p.add_argument("--steps", type=_positive_int, default=1000, help="batches per epoch")
     p.add_argument("--batch-size", type=_positive_int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3, help="initial Adam rate (cosine decay)")
-    p.add_argument("--final-lr", type=float, default=1e-5, help="Adam rate at the last epoch")
+    p.add_argument("--lr", type=float, default=1e-3, help="initial rate (cosine decay)")
+    p.add_argument("--final-lr", type=float, default=1e-5, help="rate at the last epoch")
+    p.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default="adam",
+        help="adam (default), or sgd with momentum 0.9 (the paper's)",
+    )
+    p.add_argument(
+        "--init-std",
+        type=float,
+        help="Gaussian initial kernels of this deviation (the paper: 0.001); default Glorot",
+    )
     p.add_argument(
         "--last-layer-lr",
         type=float,

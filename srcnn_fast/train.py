@@ -230,7 +230,12 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 0
     arch: Architecture = field(default_factory=Architecture)
-    #: Weights to start from (e.g. another scale's), instead of Glorot initialisation.
+    #: "adam", or "sgd": the paper's SGD with momentum 0.9 (Caffe's), at the same rates.
+    optimizer: str = "adam"
+    #: None: Glorot-uniform kernels (Keras's default); a number: the paper's Gaussian kernels of
+    #: this standard deviation (0.001), biases 0.
+    init_std: float | None = None
+    #: Weights to start from (e.g. another scale's), instead of a random initialisation.
     init: str | None = None
     checkpoint_dir: str | None = None
 
@@ -279,6 +284,31 @@ def load_dataset(config: TrainConfig) -> Dataset:
 
 
 # --- training loop ---------------------------------------------------------------------------
+
+
+#: Recipe fields added after checkpoints were first written, with the value those old
+#: checkpoints were trained with: an old checkpoint still resumes.
+_RECIPE_DEFAULTS: dict[str, Any] = {"optimizer": "adam", "init_std": None}
+
+OPTIMIZERS = ("adam", "sgd")
+
+
+def _make_optimizer(keras, name: str, learning_rate: float):
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate=learning_rate)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9)
+    raise DataError(f"unknown optimizer {name!r}: choose {' or '.join(OPTIMIZERS)}")
+
+
+def _gaussian_init(model, std: float, seed: int) -> None:
+    """The paper's initialisation: kernels from N(0, std^2), biases 0 (seeded)."""
+    rng = np.random.default_rng([seed, 91])
+    for layer in _conv_layers(model):
+        kernel, bias = layer.get_weights()
+        layer.set_weights(
+            [rng.normal(0.0, std, kernel.shape).astype(np.float32), np.zeros_like(bias)]
+        )
 
 
 def learning_rate_at(config: TrainConfig, epoch: int) -> float:
@@ -384,10 +414,14 @@ def train(
     model = build_keras_model(config.arch, padding="valid")
     if config.init:
         set_model_weights(model, SRCNNWeights.load(config.init))
+    elif config.init_std is not None:
+        _gaussian_init(model, config.init_std, config.seed)
     body, head = model.trainable_variables[:-2], model.trainable_variables[-2:]
     optimizers = [
-        keras.optimizers.Adam(learning_rate=config.learning_rate),
-        keras.optimizers.Adam(learning_rate=config.learning_rate * config.last_layer_lr_factor),
+        _make_optimizer(keras, config.optimizer, config.learning_rate),
+        _make_optimizer(
+            keras, config.optimizer, config.learning_rate * config.last_layer_lr_factor
+        ),
     ]
     optimizers[0].build(body)
     optimizers[1].build(head)
@@ -401,9 +435,10 @@ def train(
     state: dict[str, Any] = {"epoch": 0, "history": [], "seconds": 0.0, "recipe": recipe}
     if resume and ckpt_file.exists():
         previous = _checkpoint_state(ckpt_file).get("recipe")
-        if previous is not None and previous != json.loads(json.dumps(recipe)):
+        current = json.loads(json.dumps(recipe))
+        if previous is not None and {**_RECIPE_DEFAULTS, **previous} != current:
             changed = sorted(
-                k for k in recipe if previous.get(k) != json.loads(json.dumps(recipe))[k]
+                k for k in current if previous.get(k, _RECIPE_DEFAULTS.get(k)) != current[k]
             )
             raise DataError(
                 f"{ckpt_file}: made by a different training setup ({', '.join(changed)} "

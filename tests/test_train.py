@@ -170,3 +170,53 @@ def test_refusals(folder: Path, tmp_path: Path) -> None:
     train(TrainConfig(**base), echo=lambda _: None, progress=False)
     with pytest.raises(DataError, match=r"different training setup \(scale differ"):
         train(TrainConfig(**{**base, "scale": 3}), echo=lambda _: None, progress=False)
+    with pytest.raises(DataError, match="unknown optimizer 'rmsprop'"):
+        train(TrainConfig(**{**base, "optimizer": "rmsprop"}), echo=lambda _: None)
+
+
+def test_paper_optimizer_and_initialisation(folder: Path, tmp_path: Path) -> None:
+    """SGD with momentum and Gaussian N(0, std^2) kernels (zero biases) train and resume."""
+    config = TrainConfig(
+        data=str(folder),
+        scale=2,
+        out=str(tmp_path / "sgd.npz"),
+        arch=TINY,
+        epochs=0,
+        steps_per_epoch=2,
+        patch=17,
+        optimizer="sgd",
+        init_std=1e-3,
+        learning_rate=1e-4,
+    )
+    untrained = train(config, echo=lambda _: None, progress=False)
+    for i in (1, 2, 3):
+        kernel, bias = getattr(untrained, f"w{i}"), getattr(untrained, f"b{i}")
+        assert not bias.any(), f"b{i} starts at 0"
+        assert 0.5e-3 < float(kernel.std()) < 2e-3, f"w{i} std {kernel.std():.2e}, want ~1e-3"
+    config.epochs = 1
+    trained = train(config, echo=lambda _: None, progress=False)
+    assert not np.array_equal(trained.w1, untrained.w1), "SGD moved the weights"
+    assert trained.provenance["config"]["optimizer"] == "sgd"
+
+
+def test_checkpoints_from_before_the_optimizer_option_resume(folder: Path, tmp_path: Path) -> None:
+    """A checkpoint whose recipe lacks the fields added later resumes as their defaults."""
+    from srcnn_fast.train import _checkpoint_state
+
+    out = tmp_path / "old.npz"
+    config = TrainConfig(
+        data=str(folder), scale=2, out=str(out), arch=TINY, epochs=1, steps_per_epoch=2, patch=17
+    )
+    train(config, echo=lambda _: None, progress=False)
+    ckpt = tmp_path / "old.npz.ckpt" / "checkpoint.npz"
+    with np.load(ckpt) as data:
+        arrays = dict(data)
+    state = _checkpoint_state(ckpt)
+    for key in ("optimizer", "init_std"):
+        del state["recipe"][key]
+    arrays["state"] = np.frombuffer(json.dumps(state).encode(), np.uint8)
+    np.savez(ckpt, **arrays)
+    config.epochs = 2
+    lines: list[str] = []
+    train(config, echo=lines.append, progress=False)
+    assert any("resumed from" in line for line in lines), lines
