@@ -173,6 +173,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         final_learning_rate=args.final_lr,
         optimizer=args.optimizer,
         init_std=args.init_std,
+        revive_dead=args.revive_dead,
         last_layer_lr_factor=args.last_layer_lr,
         patch=args.patch,
         augment=not args.no_augment,
@@ -368,6 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-augment", action="store_true", help="no flips/rotations or downscaled copies"
     )
     p.add_argument("--init", help="start from these weights (e.g. another scale's)")
+    p.add_argument(
+        "--revive-dead",
+        action="store_true",
+        help="re-initialise dead ReLU channels at the start and after each epoch",
+    )
     p.add_argument(
         "--val-fraction",
         type=float,

@@ -17,9 +17,13 @@ from srcnn_fast.model import Architecture, SRCNNWeights
 from srcnn_fast.train import (
     PatchSampler,
     TrainConfig,
+    _conv_layers,
+    build_keras_model,
     dihedral,
     learning_rate_at,
+    load_dataset,
     make_training_pair,
+    revive_dead_channels,
     train,
 )
 
@@ -220,3 +224,24 @@ def test_checkpoints_from_before_the_optimizer_option_resume(folder: Path, tmp_p
     lines: list[str] = []
     train(config, echo=lines.append, progress=False)
     assert any("resumed from" in line for line in lines), lines
+
+
+def test_reviving_dead_channels_keeps_the_output(folder: Path) -> None:
+    """Dead conv1/conv2 channels get live kernels; the network's output does not change."""
+    arch = Architecture(f1=3, n1=8, f2=1, n2=6, f3=3)
+    data = load_dataset(TrainConfig(data=str(folder), scale=2, out="", arch=arch, patch=17))
+    weights = SRCNNWeights.random(arch=arch, scale=2, seed=3)
+    weights.b1[:3] = -100.0  # conv1 channels 0-2 and conv2 channels 0-1 can never fire
+    weights.b2[:2] = -100.0
+    model = build_keras_model(weights=weights)
+    x, _ = data.sampler.batch(np.random.default_rng(0), 32, False)
+    before = np.asarray(model(x))
+    # At least the forced ones: a random start on [0, 1] luma also kills others (the point).
+    revived = revive_dead_channels(model, data.sampler, np.random.default_rng(1))
+    assert revived[0] >= 3 and revived[1] >= 2, revived
+    assert_close(np.asarray(model(x)), before, atol=0.0, what="output after reviving")
+    conv1, conv2, _ = _conv_layers(model)
+    h1 = np.asarray(conv1(x))
+    assert (h1.max(axis=(0, 1, 2)) > 0).all(), "every conv1 channel fires somewhere"
+    assert (np.asarray(conv2(h1)).max(axis=(0, 1, 2)) > 0).all(), "every conv2 channel fires"
+    assert revive_dead_channels(model, data.sampler, np.random.default_rng(2)) == [0, 0]
