@@ -13,7 +13,6 @@ epoch, history) is written atomically in the checkpoint folder, beside ``train.l
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
@@ -337,11 +336,10 @@ def revive_dead_channels(model, sampler: PatchSampler, rng: np.random.Generator)
 
     convs = _conv_layers(model)
     inputs, _ = sampler.batch(rng, REVIVE_SAMPLE, False)
-    revived = []
-    for layer, successor in itertools.pairwise(convs):
+    # Found before any change: reviving conv1 channels leaves conv2's output as it was.
+    all_dead = dead_channels(model, inputs)
+    for layer, successor, dead in zip(convs[:2], convs[1:], all_dead, strict=True):
         kernel, bias = layer.get_weights()
-        dead = np.flatnonzero(np.asarray(ops.max(layer(inputs), axis=(0, 1, 2))) <= 0)
-        revived.append(len(dead))
         if len(dead):
             rows, cols, fan_in, fan_out = kernel.shape
             limit = math.sqrt(6.0 / (rows * cols * (fan_in + fan_out)))  # Glorot-uniform's
@@ -360,7 +358,19 @@ def revive_dead_channels(model, sampler: PatchSampler, rng: np.random.Generator)
             layer.set_weights([kernel, bias])
             successor.set_weights([next_kernel, next_bias])
         inputs = layer(inputs)
-    return revived
+    return [len(dead) for dead in all_dead]
+
+
+def dead_channels(model, inputs: np.ndarray) -> list[np.ndarray]:
+    """For conv1 and conv2, the channels whose ReLU output is 0 at every position of
+    ``inputs`` (N, H, W, 1)."""
+    from keras import ops
+
+    dead = []
+    for layer in _conv_layers(model)[:2]:
+        inputs = layer(inputs)
+        dead.append(np.flatnonzero(np.asarray(ops.max(inputs, axis=(0, 1, 2))) <= 0))
+    return dead
 
 
 def learning_rate_at(config: TrainConfig, epoch: int) -> float:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from srcnn_fast.evaluate import bicubic_upscaler, evaluate
 from srcnn_fast.infer import Upscaler
-from srcnn_fast.train import TrainConfig, train
+from srcnn_fast.train import TrainConfig, build_keras_model, dead_channels, load_dataset, train
 
 # (name, what it changes, TrainConfig fields)
 VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
@@ -45,6 +46,11 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
         {"downscales": (1.0,)},
     ),
     ("no-augment", "no augmentation at all", {"augment": False}),
+    (
+        "revive-dead",
+        "dead ReLU channels re-initialised at the start and after each epoch",
+        {"revive_dead": True},
+    ),
 ]
 
 
@@ -66,6 +72,8 @@ def main() -> None:
         patch=48,
         seed=0,
     )
+    # Channels never positive on these training sub-images count as dead.
+    sample, _ = load_dataset(base).sampler.batch(np.random.default_rng(1), 256, False)
     rows = []
     for name, what, changes in VARIANTS:
         if args.only and name not in args.only:
@@ -73,22 +81,23 @@ def main() -> None:
         out = Path(args.out) / f"{name}.npz"
         out.parent.mkdir(parents=True, exist_ok=True)
         config = dataclasses.replace(base, out=str(out), **changes)
-        start = time.perf_counter()
         weights = train(config, echo=lambda m, name=name: print(f"[{name}] {m}", flush=True))
-        minutes = (time.perf_counter() - start) / 60
         up = Upscaler(weights=str(out), backend="cpu")
         set5 = evaluate(Path(args.data) / "Set5", 3, {"srcnn": up, "bicubic": bicubic_upscaler(3)})
-        rows.append(
-            (name, what, weights.provenance["val_psnr_db"], set5.mean("srcnn").psnr, minutes)
-        )
+        dead = dead_channels(build_keras_model(weights=weights), sample)
+        live = f"{weights.arch.n1 - len(dead[0])} / {weights.arch.n2 - len(dead[1])}"
+        rows.append((name, what, weights.provenance["val_psnr_db"], live, set5.mean("srcnn").psnr))
     sub_images = args.epochs * args.steps * base.batch_size
     print(f"\nx3, {sub_images:,} sub-images of 48x48 per run, seed 0:\n")
-    print("| variant | what changes | T91 hold-out PSNR | vs recipe | Set5 x3 (report only) |")
-    print("|---|---|---|---|---|")
+    print(
+        "| variant | what changes | T91 hold-out PSNR | vs recipe | live conv1 / conv2 channels "
+        "| Set5 x3 (report only) |"
+    )
+    print("|---|---|---|---|---|---|")
     reference = next((r[2] for r in rows if r[0] == "recipe"), None)
-    for name, what, val, set5_psnr, _ in rows:
+    for name, what, val, live, set5_psnr in rows:
         delta = f"{val - reference:+.2f} dB" if reference is not None else ""
-        print(f"| {name} | {what} | {val:.2f} dB | {delta} | {set5_psnr:.2f} dB |")
+        print(f"| {name} | {what} | {val:.2f} dB | {delta} | {live} | {set5_psnr:.2f} dB |")
 
 
 if __name__ == "__main__":
