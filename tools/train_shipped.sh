@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the shipped weights (srcnn_fast/weights/srcnn_x{2,3,4}.npz) from T91 alone. Seeded,
 # resumable (rerun the script after an interruption: each step continues from its checkpoint),
-# logged to OUT_DIR/*.npz.ckpt/train.log. About 5 hours on a quiet 2-core CPU.
+# logged to OUT_DIR/*.npz.ckpt/train.log. About 4 hours on a quiet 2-core CPU.
 #
 #   bash tools/train_shipped.sh [DATA_DIR] [OUT_DIR]
 set -euo pipefail
@@ -52,11 +52,4 @@ both --scale 4 --epochs 80 --lr 4e-4 --init "$out/srcnn_x4_16.npz" --out "$out/s
     --checkpoint-dir "$out/srcnn_x4_cont.npz.ckpt" -- \
     --scale 2 --epochs 80 --lr 3e-4 --init "$out/srcnn_x2_36.npz" --out "$out/srcnn_x2.npz" \
     --checkpoint-dir "$out/srcnn_x2_cont.npz.ckpt"
-# x4 and x3 once more, 72 epochs at 2e-4 -> 1e-6.
-snapshot "$out/srcnn_x4.npz" "$out/srcnn_x4_96.npz"
-snapshot "$out/srcnn_x3.npz" "$out/srcnn_x3_136.npz"
-both --scale 4 --epochs 72 --lr 2e-4 --init "$out/srcnn_x4_96.npz" --out "$out/srcnn_x4.npz" \
-    --checkpoint-dir "$out/srcnn_x4_r2.npz.ckpt" -- \
-    --scale 3 --epochs 72 --lr 2e-4 --init "$out/srcnn_x3_136.npz" --out "$out/srcnn_x3.npz" \
-    --checkpoint-dir "$out/srcnn_x3_r3.npz.ckpt"
 echo "done: copy $out/srcnn_x{2,3,4}.npz to srcnn_fast/weights/ and run tools/quality_table.py"
