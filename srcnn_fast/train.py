@@ -328,9 +328,8 @@ def revive_dead_channels(model, sampler: PatchSampler, rng: np.random.Generator)
     A dead channel gets a zero-sum random kernel (it responds to structure, not brightness)
     with the mean norm of the layer's live kernels (a weaker one is soon killed again by
     Adam's steps, which do not shrink with the gradient) and the bias that makes it fire on
-    half the sampled positions; the next
-    layer's weights from it are set to 0, so the network computes exactly what it did, and
-    training grows them from zero.
+    half the sampled positions; the next layer's weights from it are set to 0, so the network
+    computes exactly what it did, and training grows them from zero.
     """
     from keras import ops
 
@@ -339,8 +338,8 @@ def revive_dead_channels(model, sampler: PatchSampler, rng: np.random.Generator)
     # Found before any change: reviving conv1 channels leaves conv2's output as it was.
     all_dead = dead_channels(model, inputs)
     for layer, successor, dead in zip(convs[:2], convs[1:], all_dead, strict=True):
-        kernel, bias = layer.get_weights()
         if len(dead):
+            kernel, bias = layer.get_weights()
             rows, cols, fan_in, fan_out = kernel.shape
             limit = math.sqrt(6.0 / (rows * cols * (fan_in + fan_out)))  # Glorot-uniform's
             fresh = rng.uniform(-limit, limit, (rows, cols, fan_in, len(dead)))
@@ -474,8 +473,9 @@ def train(
         f"{len(data.val_files)} validation images ({time.perf_counter() - t0:.1f} s)"
     )
     model = build_keras_model(config.arch, padding="valid")
-    if config.init:
-        set_model_weights(model, SRCNNWeights.load(config.init))
+    init_weights = SRCNNWeights.load(config.init) if config.init else None
+    if init_weights is not None:
+        set_model_weights(model, init_weights)
     elif config.init_std is not None:
         _gaussian_init(model, config.init_std, config.seed)
     body, head = model.trainable_variables[:-2], model.trainable_variables[-2:]
@@ -498,10 +498,9 @@ def train(
     if resume and ckpt_file.exists():
         previous = _checkpoint_state(ckpt_file).get("recipe")
         current = json.loads(json.dumps(recipe))
-        if previous is not None and {**_RECIPE_DEFAULTS, **previous} != current:
-            changed = sorted(
-                k for k in current if previous.get(k, _RECIPE_DEFAULTS.get(k)) != current[k]
-            )
+        previous = None if previous is None else {**_RECIPE_DEFAULTS, **previous}
+        if previous is not None and previous != current:
+            changed = sorted(k for k in current if previous.get(k) != current[k])
             raise DataError(
                 f"{ckpt_file}: made by a different training setup ({', '.join(changed)} "
                 f"differ); use --restart or another --checkpoint-dir"
@@ -573,8 +572,8 @@ def train(
         "framework": f"keras {keras.__version__}, tensorflow {tf.__version__}",
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
     }
-    if config.init:
-        provenance.update(continued_provenance(SRCNNWeights.load(config.init).provenance, state))
+    if init_weights is not None:
+        provenance.update(continued_provenance(init_weights.provenance, state))
     weights = weights_from_model(model, config.scale, provenance)
     weights.save(config.out)
     log(f"wrote {config.out}")
