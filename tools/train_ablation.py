@@ -21,12 +21,13 @@ import numpy as np
 
 from srcnn_fast.evaluate import bicubic_upscaler, evaluate
 from srcnn_fast.infer import Upscaler
+from srcnn_fast.model import Architecture
 from srcnn_fast.train import TrainConfig, build_keras_model, dead_channels, load_dataset, train
 
 PATCH = 48
 #: The paper's 1e-4 is for a loss summed over each sub-image's label pixels (Caffe's Euclidean
 #: loss); ours is their mean, so the same steps need the rate times the label pixels per patch.
-PAPER_SGD_RATE = 1e-4 * (PATCH - 12) ** 2
+PAPER_SGD_RATE = 1e-4 * (PATCH - 2 * Architecture().radius) ** 2
 
 # (name, what it changes, TrainConfig fields)
 VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
