@@ -102,9 +102,12 @@ def test_shipped_weights_on_real_images_8_bit(scale: int, sample_image: np.ndarr
     assert_close(cpu(luma), ref(luma), ATOL, f"shipped x{scale}, float luma")
 
 
-def test_eight_lane_code_path_in_a_subprocess(tmp_path) -> None:
-    # The vector width follows the CPU (16 with AVX-512, else 8); force the other width so both
-    # code paths are checked on any machine. Its own cache folder keeps the widths apart.
+@pytest.mark.parametrize(("width", "block"), [(8, "2x4"), (16, "2x8")])
+def test_each_vector_width_and_register_block_in_a_subprocess(tmp_path, width, block) -> None:
+    # The vector width follows the CPU (16 with AVX-512, else 8) and the register block the
+    # width; force each width so both code paths are checked on any machine (LLVM splits a
+    # 16-lane vector into two where there is no AVX-512). Its own cache folder keeps the
+    # widths apart.
     code = (
         "import numpy as np;"
         "from srcnn_fast.backends import simd;"
@@ -114,14 +117,15 @@ def test_eight_lane_code_path_in_a_subprocess(tmp_path) -> None:
         "w = SRCNNWeights.random(scale=3, seed=1);"
         "x = np.random.default_rng(1).random((19, 37), dtype=np.float32);"
         "d = np.abs(CpuBackend(w).upscale_luma(x) - ReferenceBackend(w).upscale_luma(x)).max();"
-        "print(simd.W, d); assert d <= 1e-4, d"
+        "from srcnn_fast.backends import cpu;"
+        "print(simd.W, f'{cpu.VECTORS}x{cpu.CHANNELS}', d); assert d <= 1e-4, d"
     )
-    env = dict(os.environ, SRCNN_FAST_SIMD_WIDTH="8", NUMBA_CACHE_DIR=str(tmp_path))
+    env = dict(os.environ, SRCNN_FAST_SIMD_WIDTH=str(width), NUMBA_CACHE_DIR=str(tmp_path))
     run = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.split()[0] == "8"
+    assert run.stdout.split()[:2] == [str(width), block], run.stdout
 
 
 def test_first_run_says_it_is_compiling_then_uses_the_cache(tmp_path) -> None:

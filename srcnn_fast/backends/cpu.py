@@ -28,19 +28,22 @@ the final single-channel output is interleaved back to HR order.
 
 Register blocking
 -----------------
-conv1, conv2 and conv3's products hold 16 accumulators (2 pixel vectors x 8 output channels
-or taps) in SIMD registers across all T*T taps (conv1) or all input channels: per step, 2
-vector loads and 8 broadcast weights feed 16 FMAs; bias and ReLU are applied on the way out.
-Channel counts are padded with zero weights to a multiple of the vector width, which is exact
-(a zero channel adds nothing); conv3's 25 taps are 3 blocks of 8 and one single tap.
+conv1, conv2 and conv3's products hold 2 pixel vectors x CHANNELS output channels (or taps)
+of accumulators in SIMD registers across all T*T taps (conv1) or all input channels: per
+step, 2 vector loads and CHANNELS broadcast weights feed 2 * CHANNELS FMAs; bias and ReLU are
+applied on the way out. CHANNELS is 8 with AVX-512 (32 registers) and 4 with AVX2 (16
+registers: 16 accumulators spilled there). Channel counts are padded with zero weights to a
+multiple of the vector width, which is exact (a zero channel adds nothing); conv3's 25 taps
+are blocks of CHANNELS and one single tap.
 
 Sparse blocks
 -------------
 A trained SRCNN leaves most of its ReLU outputs at zero, in whole channels at a time: on
-Set14 and on the benchmark plane about 60% of (32-pixel block, conv1 channel) pairs and 30-45%
+Set14 and on the benchmark plane about 60% of (block, conv1 channel) pairs and 30-45%
 of conv2's are zero on every pixel of the block (many channels never fire on natural images).
-After conv1 (and conv2) each block lists its channels that are non-zero somewhere, with one
-vector compare per channel and no branch, and the next layer sums over those only. This is
+(A block is 2 pixel vectors: 32 pixels with AVX-512, 16 with AVX2.) As conv1 (and conv2)
+store a block, they list its channels that are non-zero somewhere, with one vector compare
+per channel and no branch, and the next layer sums over those only. This is
 exact: a channel left out would have added 0 * w = 0 to every sum, so the output is the
 dense kernel's, value for value, and it saves about 60% of conv2 and 30% of the products.
 (Skipping conv1 itself for channels that a cheap bound proves negative on the block was
@@ -81,6 +84,16 @@ from .simd import (
     vzero,
 )
 
+#: Register blocking of conv1, conv2 and conv3's products: VECTORS pixel vectors x CHANNELS
+#: output channels (or taps) of accumulators, held in SIMD registers across a whole sum. It
+#: must fit the register file beside the pixel vectors and the broadcast weights: AVX-512's
+#: 32 zmm registers hold 2 x 8 = 16 accumulators; AVX2 has 16 ymm registers, where 2 x 8
+#: spilled accumulators to the stack on every step (1.6x slower on a Zen 3 than 2 x 4; 3 x 4
+#: was no faster than 2 x 4).
+VECTORS, CHANNELS = (2, 8) if W >= 16 else (2, 4)
+#: Pixels per register block (one phase, consecutive LR columns): also the sparse-block size.
+PIXELS = VECTORS * W
+
 
 def cache_dir() -> Path:
     """Per-user folder for the compiled kernels (so a read-only site-packages works).
@@ -104,11 +117,6 @@ def cache_dir() -> Path:
 # while this module's kernels are defined (restored at the end of the module).
 _saved_cache_dir = numba.config.CACHE_DIR
 numba.config.CACHE_DIR = str(cache_dir())
-
-#: Pixel vectors per register block (conv1, conv2): 2 x W pixels.
-PIXELS = 2 * W
-#: Output channels per register block (conv1, conv2).
-CHANNELS = 8
 
 
 class _Net(NamedTuple):
@@ -148,6 +156,7 @@ class _Geometry(NamedTuple):
     phase_col_base: np.ndarray  # window start - j for interior column s*j + q
     ring_plane: int  # floats per (ring row, conv3 tap, phase) plane
     ring_pad: int  # plane index of HR column 0's block
+    tap_offsets: np.ndarray  # [phase q][tap k]: where conv3's tap k reads, in a ring slot
 
 
 class _Scratch(NamedTuple):
@@ -165,6 +174,7 @@ class _Scratch(NamedTuple):
     live2s: np.ndarray  # [band][n2p]: conv2 channels non-zero in the block
     counts: np.ndarray  # [band][3]: blocks, live conv1 and conv2 channels summed over them
     rows: np.ndarray  # [band][scale planes][ring_plane]: one conv3 output row
+    slot_offs: np.ndarray  # [band][f3]: the ring slots conv3 reads for the current row
 
 
 class _BandScratch(NamedTuple):
@@ -196,14 +206,16 @@ def _zero_2x8():
 
 
 @njit(cache=True, inline="always")
-def _fma_2x8(p0, p1, weights, k, acc):
-    """The register block's step: acc[i] += p0 * w[k + i], acc[8 + i] += p1 * w[k + i].
+def _fma_2x8(x, i, weights, k, acc):
+    """One step of the 2 x 8 block: pixel vectors p0, p1 = x[i:i+W], x[i+W:i+2W] and weights
+    w[k..k+7]: acc[c] += p0 * w[k + c], acc[8 + c] += p1 * w[k + c].
 
-    16 accumulators (2 pixel vectors x 8 channels) stay in SIMD registers across the whole
-    loop that calls this; each broadcast weight feeds two FMAs, each pixel vector eight. The
-    8 weights are consecutive: one base address per step (per-channel addresses, for an
-    arbitrary set of 8 channels, made LLVM spill 8 pointers and cost more than they saved).
+    Each broadcast weight feeds VECTORS FMAs, each pixel vector CHANNELS. The weights are
+    consecutive: one base address per step (per-channel addresses, for an arbitrary set of
+    channels, made LLVM spill pointers and cost more than they saved).
     """
+    p0 = vload(x, i)
+    p1 = vload(x, i + W)
     w0 = vbroadcast_at(weights, k)
     w1 = vbroadcast_at(weights, k + 1)
     w2 = vbroadcast_at(weights, k + 2)
@@ -221,80 +233,105 @@ def _fma_2x8(p0, p1, weights, k, acc):
 
 
 @njit(cache=True, inline="always")
-def _store_2x8(out, cb, acc, bias, relu):
-    """Channels cb..cb+7 of the 2W-pixel block into ``out`` ([channel][2W pixels]); with
-    ``relu``, as max(acc + bias, 0) (the layer's bias and ReLU, applied on the way out)."""
-    for i in range(8):
-        o = (cb + i) * PIXELS
-        first, second = acc[i], acc[8 + i]
+def _zero_2x4():
+    z = vzero()
+    return (z, z, z, z, z, z, z, z)
+
+
+@njit(cache=True, inline="always")
+def _fma_2x4(x, i, weights, k, acc):
+    """The 2 x 4 block's step (see :func:`_fma_2x8`)."""
+    p0 = vload(x, i)
+    p1 = vload(x, i + W)
+    w0 = vbroadcast_at(weights, k)
+    w1 = vbroadcast_at(weights, k + 1)
+    w2 = vbroadcast_at(weights, k + 2)
+    w3 = vbroadcast_at(weights, k + 3)
+    return (
+        vfma(p0, w0, acc[0]), vfma(p0, w1, acc[1]), vfma(p0, w2, acc[2]), vfma(p0, w3, acc[3]),
+        vfma(p1, w0, acc[4]), vfma(p1, w1, acc[5]), vfma(p1, w2, acc[6]), vfma(p1, w3, acc[7]),
+    )  # fmt: skip
+
+
+#: The block's zero accumulators and step, for this machine's shape (VECTORS x CHANNELS).
+_zero_block, _fma_block = (_zero_2x8, _fma_2x8) if CHANNELS == 8 else (_zero_2x4, _fma_2x4)
+
+
+@njit(cache=True, inline="always")
+def _store_block(out, cb, acc, bias, relu, live, count):
+    """Channels cb..cb+CHANNELS-1 of the block into ``out`` ([channel][PIXELS]).
+
+    With ``relu``, stored as max(acc + bias, 0) (the layer's bias and ReLU, applied on the
+    way out), and each channel that is non-zero on some pixel of the block is appended to
+    ``live`` (from index ``count``; returns the new count): the next layer sums over those
+    only (see "sparse blocks" in the module docstring). One compare per channel, no branch.
+    """
+    for c in range(CHANNELS):
         if relu:
-            b = vbroadcast_at(bias, cb + i)
-            first, second = vrelu(vadd(first, b)), vrelu(vadd(second, b))
-        vstore(out, o, first)
-        vstore(out, o + W, second)
+            b = vbroadcast_at(bias, cb + c)
+        peak = vzero()
+        for v in range(VECTORS):
+            value = acc[v * CHANNELS + c]
+            if relu:
+                value = vrelu(vadd(value, b))
+                peak = vmax(peak, value)
+            vstore(out, (cb + c) * PIXELS + v * W, value)
+        if relu:
+            live[count] = cb + c  # kept only if it counts: no branch to mispredict
+            count += vany_positive(peak)
+    return count
 
 
 @njit(cache=True)
-def _conv1_block(lr, row_off, shift, k1, kbase, t_size, n1p, rows, cols, b1, out, cb):
-    """conv1 + bias + ReLU for 2W pixels (one phase) and 8 channels starting at ``cb``.
+def _conv1_block(lr, row_off, shift, k1, kbase, t_size, n1p, rows, cols, b1, out, cb, live, n):
+    """conv1 + bias + ReLU for PIXELS pixels (one phase) and CHANNELS channels from ``cb``.
 
     ``row_off[ti] + shift`` is the flat index in ``lr`` of the first LR pixel of window row ti
     for pixel 0 of the block; ``kbase`` the index of K[rc, q, 0, 0, cb] in ``k1``. Only the
     window rows ``rows`` = [first, stop) and columns ``cols`` with non-zero weights are read.
+    Appends the channels that are non-zero somewhere to ``live[n:]``; returns the new count.
     """
-    acc = _zero_2x8()
+    acc = _zero_block()
     for ti in range(rows[0], rows[1]):
         src = row_off[ti] + shift
         k = kbase + (ti * t_size + cols[0]) * n1p
         for tj in range(cols[0], cols[1]):
-            acc = _fma_2x8(vload(lr, src + tj), vload(lr, src + tj + W), k1, k, acc)
+            acc = _fma_block(lr, src + tj, k1, k, acc)
             k += n1p
-    _store_2x8(out, cb, acc, b1, True)
+    return _store_block(out, cb, acc, b1, True, live, n)
 
 
 @njit(cache=True)
-def _dot_block(x, w, inputs, n_in, n_out, cb, bias, relu, out):
-    """A 1x1 layer for 2W pixels and the 8 outputs cb..cb+7: 16 accumulators summed over the
-    input channels ``inputs[:n_in]`` of ``x`` ([channel][2W]); then bias + ReLU if ``relu``.
+def _dot_block(x, w, inputs, n_in, n_out, cb, bias, relu, out, live, n):
+    """A 1x1 layer for PIXELS pixels and the CHANNELS outputs from ``cb``, summed over the
+    input channels ``inputs[:n_in]`` of ``x`` ([channel][PIXELS]); then bias + ReLU if ``relu``.
 
     conv2 (``w`` = [n1p][n2p]), and conv3's per-pixel products (``w`` = the [n2p][nkp] tap
-    matrix, 8 taps at a time, no bias or ReLU). Inputs that are zero on every pixel of the
-    block are left out of ``inputs``: they would add exactly nothing.
+    matrix, CHANNELS taps at a time, no bias or ReLU). Inputs that are zero on every pixel of the
+    block are left out of ``inputs``: they would add exactly nothing. With ``relu``, the
+    outputs that are non-zero somewhere go to ``live[n:]``; returns the new count.
     """
-    acc = _zero_2x8()
+    acc = _zero_block()
     for idx in range(n_in):
         i = inputs[idx]
-        acc = _fma_2x8(vload(x, i * PIXELS), vload(x, i * PIXELS + W), w, i * n_out + cb, acc)
-    _store_2x8(out, cb, acc, bias, relu)
+        acc = _fma_block(x, i * PIXELS, w, i * n_out + cb, acc)
+    return _store_block(out, cb, acc, bias, relu, live, n)
 
 
 @njit(cache=True)
 def _tap_block(f2, w3, inputs, n_in, nkp, k, out):
-    """conv3's product for one tap ``k`` and 2W pixels (the taps left over after blocks of 8:
-    25 = 3 x 8 + 1), over the channels ``inputs[:n_in]``. One chain per pixel vector, in
-    channel order: splitting the sum over the *listed* channels would group it differently
-    for every set of zero channels, and tiles would no longer match the whole image bit
-    for bit."""
-    a = vzero()
-    b = vzero()
-    for idx in range(n_in):
-        c = inputs[idx]
-        w = vbroadcast_at(w3, c * nkp + k)
-        a = vfma(vload(f2, c * PIXELS), w, a)
-        b = vfma(vload(f2, c * PIXELS + W), w, b)
-    vstore(out, k * PIXELS, a)
-    vstore(out, k * PIXELS + W, b)
-
-
-@njit(cache=True)
-def _nonzero_channels(values, n, out):
-    """``out[:count]`` = the channels c < n of ``values`` ([channel][2W], after a ReLU, so
-    >= 0) that are non-zero on some pixel of the block; returns ``count``."""
-    count = 0
-    for c in range(n):
-        out[count] = c  # kept only if it counts: no branch to mispredict
-        count += vany_positive(vmax(vload(values, c * PIXELS), vload(values, c * PIXELS + W)))
-    return count
+    """conv3's product for one tap ``k`` and PIXELS pixels (the taps left over after blocks
+    of CHANNELS: 25 = 3 x 8 + 1), over the channels ``inputs[:n_in]``. One chain per pixel
+    vector, in channel order: splitting the sum over the *listed* channels would group it
+    differently for every set of zero channels, and tiles would no longer match the whole
+    image bit for bit. (The chains of consecutive vectors are independent: the core overlaps
+    them.)"""
+    for v in range(VECTORS):
+        a = vzero()
+        for idx in range(n_in):
+            c = inputs[idx]
+            a = vfma(vload(f2, c * PIXELS + v * W), vbroadcast_at(w3, c * nkp + k), a)
+        vstore(out, k * PIXELS + v * W, a)
 
 
 @njit(cache=True)
@@ -316,25 +353,28 @@ def _g_row(y, net, geo, ring, slot, scratch):
     for ti in range(t_size):
         row_off[ti] = _clamp(rb + ti, 0, geo.lr_h - 1) * geo.lr_stride + geo.lr_pad
     n_hr = geo.lr_w * scale
-    # Main pass: every column as if interior, 2W pixels of one phase at a time.
+    # Main pass: every column as if interior, PIXELS pixels of one phase at a time.
     for q in range(scale):
         kq = (rc * geo.n_col_classes + q) * t_size * t_size * n1p
         cols = geo.col_span[q]
         for j0 in range(0, geo.lr_w, PIXELS):
             shift = j0 + geo.phase_col_base[q]
-            for cb in range(0, n1p, CHANNELS):
-                _conv1_block(
-                    lr, row_off, shift, k1, kq + cb, t_size, n1p, rows, cols, net.b1, f1, cb
-                )
             # conv2 and the products sum only over the channels that are non-zero somewhere
             # in the block (see the module docstring: sparse blocks).
-            n_live1 = _nonzero_channels(f1, n1p, live1)
+            n_live1 = 0
+            for cb in range(0, n1p, CHANNELS):
+                n_live1 = _conv1_block(
+                    lr, row_off, shift, k1, kq + cb, t_size, n1p, rows, cols, net.b1, f1, cb,
+                    live1, n_live1,
+                )  # fmt: skip
+            n_live2 = 0
             for cb in range(0, n2p, CHANNELS):
-                _dot_block(f1, net.w2, live1, n_live1, n2p, cb, net.b2, True, f2)
-            n_live2 = _nonzero_channels(f2, n2p, live2)
+                n_live2 = _dot_block(
+                    f1, net.w2, live1, n_live1, n2p, cb, net.b2, True, f2, live2, n_live2
+                )
             blocked = nk - nk % CHANNELS
             for cb in range(0, blocked, CHANNELS):
-                _dot_block(f2, net.w3, live2, n_live2, nkp, cb, net.b2, False, g)
+                _dot_block(f2, net.w3, live2, n_live2, nkp, cb, net.b2, False, g, live2, 0)
             for k in range(blocked, nk):
                 _tap_block(f2, net.w3, live2, n_live2, nkp, k, g)
             counts[0] += 1
@@ -342,8 +382,8 @@ def _g_row(y, net, geo, ring, slot, scratch):
             counts[2] += n_live2
             for k in range(nk):
                 dst = ((slot * nk + k) * scale + q) * ring_plane + ring_pad + j0
-                vstore(ring, dst, vload(g, k * PIXELS))
-                vstore(ring, dst + W, vload(g, k * PIXELS + W))
+                for v in range(VECTORS):
+                    vstore(ring, dst + v * W, vload(g, k * PIXELS + v * W))
     # Border columns: their own folded filters; one pixel at a time, vectorised over channels.
     for x in range(n_hr):
         if geo.col_interior[x]:
@@ -390,30 +430,32 @@ def _fill_halo(ring, slot, nk, scale, ring_plane, ring_pad, n_hr, r3):
 
 
 @njit(cache=True)
-def _conv3_row(y, net, geo, ring, row, out):
+def _conv3_row(y, net, geo, ring, row, slot_offs, out):
     """conv3 of HR row ``y`` into ``out[y]``: the sum of tap k's product g_k at the pixel that
     tap reads (rows clamped and halo columns copied: edge replicate), k in row-major order.
 
     The ring holds the products in phase-planar rows, so HR column X + dx of phase plane q
-    is plane (q + dx) mod s at index j + (q + dx) div s: one unaligned vector load per tap.
-    ``row`` (phase-planar, like a ring plane row) collects the sums before they are
-    interleaved back to HR order.
+    is plane (q + dx) mod s at index j + (q + dx) div s: one unaligned vector load per tap, at
+    an offset precomputed per (phase, tap) (``geo.tap_offsets``) plus one per ring row
+    (``slot_offs``, filled here). ``row`` (phase-planar, like a ring plane row) collects the
+    sums before they are interleaved back to HR order.
     """
     f3, nk, scale, lr_w = net.f3, net.nk, geo.scale, geo.lr_w
-    ring_plane, ring_pad, n_hr_rows = geo.ring_plane, geo.ring_pad, geo.lr_h * geo.scale
+    ring_plane, n_hr_rows = geo.ring_plane, geo.lr_h * geo.scale
     r3 = (f3 - 1) // 2
+    for dy in range(f3):
+        slot_offs[dy] = (_clamp(y + dy - r3, 0, n_hr_rows - 1) % f3) * nk * scale * ring_plane
     b3 = vbroadcast(net.b3)
     for q in range(scale):
+        taps = geo.tap_offsets[q]
         for j0 in range(0, lr_w, W):
             acc = vzero()
+            k = 0
             for dy in range(f3):
-                slot = _clamp(y + dy - r3, 0, n_hr_rows - 1) % f3
-                for dx in range(f3):
-                    o = q + dx - r3
-                    plane, jo = o % scale, o // scale
-                    k = dy * f3 + dx
-                    src = ((slot * nk + k) * scale + plane) * ring_plane + ring_pad + j0 + jo
-                    acc = vadd(acc, vload(ring, src))
+                base = slot_offs[dy] + j0
+                for _ in range(f3):
+                    acc = vadd(acc, vload(ring, base + taps[k]))
+                    k += 1
             vstore(row, q * ring_plane + j0, vadd(acc, b3))
     for q in range(scale):
         for j in range(lr_w):
@@ -445,7 +487,7 @@ def _forward(net, geo, scratch, out):
                 _fill_halo(ring, nxt % net.f3, net.nk, geo.scale, geo.ring_plane,
                            geo.ring_pad, geo.lr_w * geo.scale, r3)  # fmt: skip
                 nxt += 1
-            _conv3_row(y, net, geo, ring, scratch.rows[band], out)
+            _conv3_row(y, net, geo, ring, scratch.rows[band], scratch.slot_offs[band], out)
 
 
 @njit(cache=True)
@@ -459,6 +501,21 @@ def _pad_lr(luma, lr, lr_stride, lr_pad):
 
 
 numba.config.CACHE_DIR = _saved_cache_dir
+
+
+def _tap_offsets(scale: int, f3: int, ring_plane: int, ring_pad: int) -> np.ndarray:
+    """[phase q][tap k = dy * f3 + dx] -> offset in a ring slot of the product that conv3's
+    tap k reads for output phase q: HR column X + dx - r3 of plane q lives in plane
+    (q + dx - r3) mod s, at LR index j + (q + dx - r3) div s."""
+    r3 = (f3 - 1) // 2
+    offsets = np.empty((scale, f3 * f3), np.int64)
+    for q in range(scale):
+        for dy in range(f3):
+            for dx in range(f3):
+                plane, jo = divmod(q + dx - r3, scale)[::-1]
+                k = dy * f3 + dx
+                offsets[q, k] = (k * scale + plane) * ring_plane + ring_pad + jo
+    return offsets
 
 
 def is_cached() -> bool:
@@ -557,6 +614,7 @@ class CpuBackend:
             phase_col_base=phase_window_starts(s, arch.f1),
             ring_plane=ring_plane,
             ring_pad=ring_pad,
+            tap_offsets=_tap_offsets(s, arch.f3, ring_plane, ring_pad),
         )
         scratch = _Scratch(
             rings=np.zeros((bands, arch.f3 * net.nk * s * ring_plane), np.float32),
@@ -571,6 +629,7 @@ class CpuBackend:
             live2s=np.zeros((bands, net.n2p), np.int64),
             counts=np.zeros((bands, 3), np.int64),
             rows=np.zeros((bands, s * ring_plane), np.float32),
+            slot_offs=np.zeros((bands, arch.f3), np.int64),
         )
         return geometry, scratch
 
