@@ -8,11 +8,12 @@ then conv3's *tap products*: g[k] = sum_c f2[c] * w3[k, c] for the f3 x f3 taps 
 GEMM, [pixels x n2] x [n2 x 25]), all while the pixel's features are in registers and L1.
 The last f3 rows of products wait in a ring buffer, and conv3 for row Y, once row Y + r3
 exists, is just the sum of 25 shifted products per pixel. Nothing is computed twice except
-r3 rows at each band edge, and nothing touches memory but the LR input, the ring
-(L2-resident) and the output. Why products, not conv2 output, in the ring: conv3 straight
+r3 rows at each band edge, and nothing touches memory but the LR input, the ring (5 x 25
+floats per HR column: in L2 for narrow images, in L3 beyond ~1000 HR columns on a 512 KB
+L2) and the output. Why products, not conv2 output, in the ring: conv3 straight
 from a ring of 32 channels needs a vector load per multiply-add (it ran at a third of the
 FMA peak); as a GEMM it runs like conv2, at the peak, and the remaining sum is 25 loads per
-16 pixels.
+vector of W pixels.
 
 Layout: phase planes
 --------------------
@@ -90,7 +91,7 @@ from .simd import (
 #: 32 zmm registers hold 2 x 8 = 16 accumulators; AVX2 has 16 ymm registers, where 2 x 8
 #: spilled accumulators to the stack on every step (1.6x slower on a Zen 3 than 2 x 4; 3 x 4
 #: was no faster than 2 x 4).
-VECTORS, CHANNELS = (2, 8) if W >= 16 else (2, 4)
+VECTORS, CHANNELS = 2, (8 if W >= 16 else 4)
 #: Pixels per register block (one phase, consecutive LR columns): also the sparse-block size.
 PIXELS = VECTORS * W
 
@@ -320,18 +321,21 @@ def _dot_block(x, w, inputs, n_in, n_out, cb, bias, relu, out, live, n):
 
 @njit(cache=True)
 def _tap_block(f2, w3, inputs, n_in, nkp, k, out):
-    """conv3's product for one tap ``k`` and PIXELS pixels (the taps left over after blocks
-    of CHANNELS: 25 = 3 x 8 + 1), over the channels ``inputs[:n_in]``. One chain per pixel
-    vector, in channel order: splitting the sum over the *listed* channels would group it
-    differently for every set of zero channels, and tiles would no longer match the whole
-    image bit for bit. (The chains of consecutive vectors are independent: the core overlaps
-    them.)"""
-    for v in range(VECTORS):
-        a = vzero()
-        for idx in range(n_in):
-            c = inputs[idx]
-            a = vfma(vload(f2, c * PIXELS + v * W), vbroadcast_at(w3, c * nkp + k), a)
-        vstore(out, k * PIXELS + v * W, a)
+    """conv3's product for one tap ``k`` and the block's PIXELS pixels: the tap left over
+    after blocks of CHANNELS (25 = 3 x 8 + 1, or 6 x 4 + 1), over the channels
+    ``inputs[:n_in]``. One chain per pixel vector, in channel order: splitting the sum over
+    the *listed* channels would group it differently for every set of zero channels, and
+    tiles would no longer match the whole image bit for bit. The two vectors' chains are
+    interleaved, so each FMA waits on its own chain only."""
+    a = vzero()
+    b = vzero()
+    for idx in range(n_in):
+        c = inputs[idx]
+        w = vbroadcast_at(w3, c * nkp + k)
+        a = vfma(vload(f2, c * PIXELS), w, a)
+        b = vfma(vload(f2, c * PIXELS + W), w, b)
+    vstore(out, k * PIXELS, a)
+    vstore(out, k * PIXELS + W, b)
 
 
 @njit(cache=True)
