@@ -1,7 +1,9 @@
 """Print the README's quality table: mean PSNR/SSIM of bicubic and the shipped weights on
 Set5 and Set14 at x2/x3/x4, with the paper's protocol (the numbers `srcnn-fast eval` prints).
 
-    python tools/quality_table.py [--data ../shared/data] [--backend reference]
+    python tools/quality_table.py [--data ../shared/data] [--backend reference] [--weights DIR]
+
+``--weights DIR`` scores DIR/srcnn_x{2,3,4}.npz instead (candidates, before they are shipped).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared/data"))
     parser.add_argument("--backend", default="reference")
+    parser.add_argument("--weights", help="folder of srcnn_x{2,3,4}.npz (default: shipped)")
     args = parser.parse_args()
     print(
         "| set | scale | bicubic PSNR / SSIM | SRCNN (shipped) PSNR / SSIM | gain "
@@ -25,7 +28,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for dataset in ("Set5", "Set14"):
         for scale in (2, 3, 4):
-            up = Upscaler(scale, backend=args.backend)
+            weights = Path(args.weights) / f"srcnn_x{scale}.npz" if args.weights else None
+            up = Upscaler(scale, weights=weights, backend=args.backend)
             result = evaluate(
                 Path(args.data) / dataset, scale, {"bicubic": bicubic_upscaler(scale), "srcnn": up}
             )

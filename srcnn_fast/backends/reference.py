@@ -12,7 +12,12 @@ intermediate small:
   contribution to every neighbour, then f*f shifted plane additions. Used when Cout is the
   small side (conv3: 25 values per pixel; conv2 1x1 is a plain product).
 
-Both are exact convolutions; they differ from TensorFlow's only by float32 summation order.
+Both are exact convolutions. The products and sums run in float64, rounded to float32 once per
+layer (after the bias): BLAS sums a float32 product in an order that can depend on the matrix's
+shape (OpenBLAS on a Zen 3 did, for strips of different heights), so a float32 reference gave
+tiles that differed from the whole image in the last bit; in float64 the order no longer shows
+after the rounding, and the oracle is the more exact for it (TensorFlow's float32 sums differ
+from it by ~1e-7).
 """
 
 from __future__ import annotations
@@ -50,17 +55,19 @@ def conv_same_rows(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, relu: bo
         # to match the HWIO kernel flattened to (f*f*cin, cout).
         windows = np.lib.stride_tricks.sliding_window_view(_pad_columns(x, r), (f, f), (0, 1))
         cols = windows.transpose(0, 1, 3, 4, 2).reshape(h * width, f * f * cin)
-        out = cols @ kernel.reshape(f * f * cin, cout)
+        out = cols.astype(np.float64) @ kernel.reshape(f * f * cin, cout).astype(np.float64)
         out = out.reshape(h, width, cout)
     else:
         # Contribution of each input pixel to each of its f*f neighbours, then shift-add.
-        taps = x.reshape(-1, cin) @ kernel.transpose(2, 0, 1, 3).reshape(cin, f * f * cout)
+        matrix = kernel.transpose(2, 0, 1, 3).reshape(cin, f * f * cout).astype(np.float64)
+        taps = x.reshape(-1, cin).astype(np.float64) @ matrix
         taps = _pad_columns(taps.reshape(h + 2 * r, width, f, f, cout), r)
-        out = np.zeros((h, width, cout), np.float32)
+        out = np.zeros((h, width, cout), np.float64)
         for dy in range(f):
             for dx in range(f):
                 out += taps[dy : dy + h, dx : dx + width, dy, dx, :]
     out += bias
+    out = out.astype(np.float32)
     if relu:
         np.maximum(out, 0.0, out=out)
     return out
@@ -80,8 +87,9 @@ class ReferenceBackend:
             (weights.w3, weights.b3, False),
         ]
         self._radii = [(arch.f1 - 1) // 2, (arch.f2 - 1) // 2, (arch.f3 - 1) // 2]
-        # Per-pixel float32 values alive at the widest step (im2col columns + outputs).
-        self._floats_per_pixel = max(
+        # Per-pixel values alive at the widest step (im2col columns + outputs), each held as
+        # float32 and as its float64 copy: 12 bytes.
+        self._values_per_pixel = max(
             min(f * f * cin, f * f * cout) + cout
             for f, _, cin, cout in (w.shape for w, _, _ in self._layers)
         )
@@ -95,7 +103,7 @@ class ReferenceBackend:
         plane = np.asarray(plane, dtype=np.float32)
         height, width = plane.shape
         out = np.empty((height, width), np.float32)
-        strip = STRIP_BUDGET_BYTES // (4 * width * self._floats_per_pixel)
+        strip = STRIP_BUDGET_BYTES // (12 * width * self._values_per_pixel)
         for start, stop in row_strips(height, max(strip, 4)):
             ranges = layer_row_ranges(start, stop, self._radii)
             lo, hi = ranges[0]
