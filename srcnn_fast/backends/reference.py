@@ -2,7 +2,7 @@
 
 It computes DESIGN.md section 1 literally: bicubic upscale (``imageops``), then three "same"
 convolutions, each reading its input with edge-replicate padding. To stay usable on large
-images (a 1920x1080 output in about a second on 2 cores) it works in strips of rows and turns
+images (a 1920x1080 output in a few seconds on 2 cores) it works in strips of rows and turns
 each convolution into one matrix product per strip, in whichever of two exact forms keeps the
 intermediate small:
 
