@@ -516,7 +516,8 @@ def _tap_offsets(scale: int, f3: int, ring_plane: int, ring_pad: int) -> np.ndar
     for q in range(scale):
         for dy in range(f3):
             for dx in range(f3):
-                plane, jo = divmod(q + dx - r3, scale)[::-1]
+                o = q + dx - r3
+                plane, jo = o % scale, o // scale
                 k = dy * f3 + dx
                 offsets[q, k] = (k * scale + plane) * ring_plane + ring_pad + jo
     return offsets
