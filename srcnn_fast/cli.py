@@ -17,7 +17,7 @@ from . import __version__
 from .backends import BACKEND_NAMES
 from .batch import DEFAULT_MAX_PIXELS
 from .errors import SrcnnError, UsageError
-from .train import OPTIMIZERS
+from .train import LOSSES, OPTIMIZERS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -174,6 +174,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         optimizer=args.optimizer,
         init_std=args.init_std,
         revive_dead=args.revive_dead,
+        loss=args.loss,
+        input_offset=args.input_offset,
+        identity_init=args.identity_init,
         last_layer_lr_factor=args.last_layer_lr,
         patch=args.patch,
         augment=not args.no_augment,
@@ -373,6 +376,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--revive-dead",
         action="store_true",
         help="re-initialise dead ReLU channels at the start and after each epoch",
+    )
+    p.add_argument(
+        "--loss", choices=LOSSES, default="mse", help="mse (default) or l1 (mean absolute error)"
+    )
+    p.add_argument(
+        "--input-offset",
+        type=float,
+        default=0.0,
+        help="subtract this from the input luma while training (folded into conv1's bias)",
+    )
+    p.add_argument(
+        "--identity-init",
+        action="store_true",
+        help="start from a network that outputs its bicubic input (learn the residual)",
     )
     p.add_argument(
         "--val-fraction",

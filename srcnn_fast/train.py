@@ -84,15 +84,24 @@ def build_keras_model(
     arch: Architecture | None = None,
     padding: str = "valid",
     weights: SRCNNWeights | None = None,
+    input_offset: float = 0.0,
 ):
     """The seed's Keras SRCNN. ``padding='replicate'`` adds explicit edge-replicate padding
-    before each conv, which makes it compute exactly what srcnn-fast's backends compute."""
+    before each conv, which makes it compute exactly what srcnn-fast's backends compute.
+
+    ``input_offset`` (training only) subtracts a constant from the input before conv1: the
+    same function with a centred input, which conditions training better. It is folded into
+    conv1's bias when weights are read out, and unfolded when they are set, so the model
+    computes what the raw-array weights compute either way.
+    """
     _, keras = _import_keras()
     arch = weights.arch if weights is not None else (arch or Architecture())
     if padding not in ("valid", "replicate"):
         raise ValueError(f"padding must be 'valid' or 'replicate', not {padding!r}")
     pad_layer = _replicate_pad_layer(keras)
     layers: list[Any] = [keras.Input((None, None, 1))]
+    if input_offset:
+        layers.append(keras.layers.Rescaling(1.0, offset=-input_offset, name=_CENTRE))
     specs = [(arch.n1, arch.f1, "relu"), (arch.n2, arch.f2, "relu"), (1, arch.f3, None)]
     for i, (filters, size, activation) in enumerate(specs, start=1):
         if padding == "replicate" and size > 1:
@@ -108,12 +117,25 @@ def build_keras_model(
     return model
 
 
+#: Name of the layer that subtracts ``input_offset`` (see :func:`build_keras_model`).
+_CENTRE = "centre"
+
+
 def _conv_layers(model) -> list[Any]:
     return [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
 
 
+def input_offset_of(model) -> float:
+    """The constant the model subtracts from its input before conv1 (0 for the seed's)."""
+    layers = [layer for layer in model.layers if layer.name == _CENTRE]
+    return -float(layers[0].offset) if layers else 0.0
+
+
 def set_model_weights(model, weights: SRCNNWeights) -> None:
     arrays = weights.arrays()
+    # conv1(x - c) + b = conv1(x) + b - c * sum(w1): the raw bias is the model's minus that.
+    offset = input_offset_of(model)
+    arrays["b1"] = arrays["b1"] + offset * arrays["w1"].sum(axis=(0, 1, 2))
     for i, layer in enumerate(_conv_layers(model), start=1):
         layer.set_weights([arrays[f"w{i}"], arrays[f"b{i}"]])
 
@@ -125,6 +147,12 @@ def weights_from_model(model, scale: int, provenance: dict[str, Any] | None = No
     for i, layer in enumerate(convs, start=1):
         kernel, bias = layer.get_weights()
         arrays[f"w{i}"], arrays[f"b{i}"] = kernel.astype(np.float32), bias.astype(np.float32)
+    offset = input_offset_of(model)
+    if offset:  # fold the centring into conv1's bias (in float64, rounded once)
+        folded = arrays["b1"].astype(np.float64) - offset * arrays["w1"].astype(np.float64).sum(
+            axis=(0, 1, 2)
+        )
+        arrays["b1"] = folded.astype(np.float32)
     f1, f2, f3 = (layer.kernel_size[0] for layer in convs)
     arch = Architecture(f1=f1, n1=convs[0].filters, f2=f2, n2=convs[1].filters, f3=f3)
     return SRCNNWeights(arch=arch, scale=scale, provenance=provenance or {}, **arrays)
@@ -239,6 +267,17 @@ class TrainConfig:
     #: training sub-images) before the first epoch and after each one, keeping the network's
     #: output unchanged (see :func:`revive_dead_channels`).
     revive_dead: bool = False
+    #: "mse" (what PSNR measures), or "l1": mean absolute error, which weighs small errors
+    #: (flat regions, where PSNR is high) relatively more.
+    loss: str = "mse"
+    #: Subtracted from the input luma before conv1 during training (folded into conv1's bias
+    #: in the written weights): a centred input, so no conv1 filter starts out negative
+    #: everywhere.
+    input_offset: float = 0.0
+    #: Start from the identity: conv1 and conv2 channel 0 pass the centre pixel through,
+    #: conv3 adds it back and reads nothing else, so the untrained network outputs its bicubic
+    #: input exactly and training learns the residual (VDSR's insight, within 9-1-5).
+    identity_init: bool = False
     #: Weights to start from (e.g. another scale's), instead of a random initialisation.
     init: str | None = None
     checkpoint_dir: str | None = None
@@ -292,9 +331,17 @@ def load_dataset(config: TrainConfig) -> Dataset:
 
 #: Recipe fields added after checkpoints were first written, with the value those old
 #: checkpoints were trained with: an old checkpoint still resumes.
-_RECIPE_DEFAULTS: dict[str, Any] = {"optimizer": "adam", "init_std": None, "revive_dead": False}
+_RECIPE_DEFAULTS: dict[str, Any] = {
+    "optimizer": "adam",
+    "init_std": None,
+    "revive_dead": False,
+    "loss": "mse",
+    "input_offset": 0.0,
+    "identity_init": False,
+}
 
 OPTIMIZERS = ("adam", "sgd")
+LOSSES = ("mse", "l1")
 
 
 def _make_optimizer(keras, name: str, learning_rate: float):
@@ -313,6 +360,37 @@ def _gaussian_init(model, std: float, seed: int) -> None:
         layer.set_weights(
             [rng.normal(0.0, std, kernel.shape).astype(np.float32), np.zeros_like(bias)]
         )
+
+
+#: Bias that keeps the identity channel (see :func:`_identity_init`) positive, so its ReLUs
+#: pass it unchanged: bicubic luma undershoots 0 by far less than this.
+IDENTITY_BIAS = 0.5
+
+
+def _identity_init(model) -> None:
+    """Make the network compute its input exactly: conv1 channel 0 is a centred delta plus
+    :data:`IDENTITY_BIAS`, conv2 channel 0 copies it, conv3 reads only it (a centred delta)
+    and its bias removes the offset. The other channels keep their random kernels; as conv3
+    reads none of them yet, training grows the residual from zero, through plain 9-1-5
+    weights."""
+    conv1, conv2, conv3 = _conv_layers(model)
+    offset = input_offset_of(model)
+    w1, b1 = conv1.get_weights()
+    w1[..., 0] = 0.0
+    w1[w1.shape[0] // 2, w1.shape[1] // 2, 0, 0] = 1.0
+    b1[0] = IDENTITY_BIAS
+    conv1.set_weights([w1, b1])
+    w2, b2 = conv2.get_weights()
+    w2[..., 0] = 0.0
+    w2[w2.shape[0] // 2, w2.shape[1] // 2, 0, 0] = 1.0
+    b2[0] = 0.0
+    conv2.set_weights([w2, b2])
+    w3, b3 = conv3.get_weights()
+    w3[...] = 0.0
+    w3[w3.shape[0] // 2, w3.shape[1] // 2, 0, 0] = 1.0
+    # out = (x - offset) + IDENTITY_BIAS + b3 = x
+    b3[...] = offset - IDENTITY_BIAS
+    conv3.set_weights([w3, b3])
 
 
 #: Sub-images on which a channel must stay at zero to count as dead.
@@ -337,6 +415,7 @@ def revive_dead_channels(model, sampler: PatchSampler, rng: np.random.Generator)
     inputs, _ = sampler.batch(rng, REVIVE_SAMPLE, False)
     # Found before any change: reviving conv1 channels leaves conv2's output as it was.
     all_dead = dead_channels(model, inputs)
+    inputs = inputs - input_offset_of(model)
     for layer, successor, dead in zip(convs[:2], convs[1:], all_dead, strict=True):
         if len(dead):
             kernel, bias = layer.get_weights()
@@ -366,6 +445,7 @@ def dead_channels(model, inputs: np.ndarray) -> list[np.ndarray]:
     from keras import ops
 
     dead = []
+    inputs = inputs - input_offset_of(model)
     for layer in _conv_layers(model)[:2]:
         inputs = layer(inputs)
         dead.append(np.flatnonzero(np.asarray(ops.max(inputs, axis=(0, 1, 2))) <= 0))
@@ -472,12 +552,16 @@ def train(
         f"(augment={config.augment}), sub-images {config.patch}x{config.patch}, "
         f"{len(data.val_files)} validation images ({time.perf_counter() - t0:.1f} s)"
     )
-    model = build_keras_model(config.arch, padding="valid")
+    if config.loss not in LOSSES:
+        raise DataError(f"unknown loss {config.loss!r}: choose {' or '.join(LOSSES)}")
+    model = build_keras_model(config.arch, padding="valid", input_offset=config.input_offset)
     init_weights = SRCNNWeights.load(config.init) if config.init else None
     if init_weights is not None:
         set_model_weights(model, init_weights)
     elif config.init_std is not None:
         _gaussian_init(model, config.init_std, config.seed)
+    if config.identity_init and init_weights is None:
+        _identity_init(model)
     body, head = model.trainable_variables[:-2], model.trainable_variables[-2:]
     optimizers = [
         _make_optimizer(keras, config.optimizer, config.learning_rate),
@@ -512,11 +596,13 @@ def train(
     @tf.function(jit_compile=True)
     def step(x, y):
         with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(model(x, training=True) - y))
+            error = model(x, training=True) - y
+            mse = tf.reduce_mean(tf.square(error))
+            loss = mse if config.loss == "mse" else tf.reduce_mean(tf.abs(error))
         grads = tape.gradient(loss, body + head)
         optimizers[0].apply_gradients(zip(grads[:-2], body, strict=True))
         optimizers[1].apply_gradients(zip(grads[-2:], head, strict=True))
-        return loss
+        return mse  # logged as the training PSNR, whatever the loss
 
     def revive(when: str, epoch: int) -> None:
         if config.revive_dead:

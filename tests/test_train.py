@@ -245,3 +245,80 @@ def test_reviving_dead_channels_keeps_the_output(folder: Path) -> None:
     assert (h1.max(axis=(0, 1, 2)) > 0).all(), "every conv1 channel fires somewhere"
     assert (np.asarray(conv2(h1)).max(axis=(0, 1, 2)) > 0).all(), "every conv2 channel fires"
     assert revive_dead_channels(model, data.sampler, np.random.default_rng(2)) == [0, 0]
+
+
+def test_centred_input_is_folded_into_the_first_bias() -> None:
+    """A model that subtracts an offset from its input computes what its raw weights compute:
+    weights_from_model folds the offset into b1 and set_model_weights unfolds it."""
+    from srcnn_fast.train import input_offset_of, set_model_weights, weights_from_model
+
+    weights = SRCNNWeights.random(arch=TINY, scale=2, seed=5)
+    plain = build_keras_model(weights=weights)
+    centred = build_keras_model(TINY, input_offset=0.45)
+    assert input_offset_of(centred) == pytest.approx(0.45) and input_offset_of(plain) == 0.0
+    set_model_weights(centred, weights)
+    x = np.random.default_rng(0).uniform(0.06, 0.92, (4, 20, 20, 1)).astype(np.float32)
+    # float32 sums in another order: a few ULP of outputs near 1
+    assert_close(np.asarray(centred(x)), np.asarray(plain(x)), 1e-6, "centred vs plain model")
+    back = weights_from_model(centred, 2)
+    for name in ("w1", "b1", "w2", "b2", "w3", "b3"):
+        assert_close(getattr(back, name), getattr(weights, name), 1e-7, f"{name} round trip")
+
+
+@pytest.mark.parametrize("offset", [0.0, 0.5])
+def test_identity_start_outputs_the_bicubic_input(folder: Path, tmp_path: Path, offset) -> None:
+    """--identity-init: the untrained weights, run by the NumPy reference with its replicate
+    padding, return their input plane (the ReLUs pass the identity channel untouched)."""
+    from srcnn_fast.backends.reference import ReferenceBackend
+
+    config = TrainConfig(
+        data=str(folder),
+        scale=2,
+        out=str(tmp_path / "id.npz"),
+        arch=Architecture(f1=5, n1=8, f2=1, n2=4, f3=3),
+        epochs=0,
+        patch=17,
+        identity_init=True,
+        input_offset=offset,
+    )
+    weights = train(config, echo=lambda _: None, progress=False)
+    assert weights.provenance["config"]["identity_init"] is True
+    plane = np.random.default_rng(1).uniform(0.0, 1.0, (23, 31)).astype(np.float32)
+    out = ReferenceBackend(weights).network(plane)
+    assert_close(out, plane, 1e-6, "identity-initialised network vs its input")
+    # Training from it moves away from the identity, through plain 9-1-5 weights.
+    config.epochs, config.steps_per_epoch = 1, 5
+    trained = train(config, echo=lambda _: None, progress=False)
+    assert not np.array_equal(trained.w3, weights.w3)
+
+
+def test_l1_loss_trains_and_logs_the_mse(folder: Path, tmp_path: Path) -> None:
+    from srcnn_fast.errors import DataError
+
+    base = {
+        "data": str(folder),
+        "scale": 2,
+        "arch": TINY,
+        "epochs": 1,
+        "steps_per_epoch": 5,
+        "patch": 17,
+    }
+    lines: list[str] = []
+    weights = train(TrainConfig(**base, out=str(tmp_path / "l1.npz"), loss="l1"), echo=lines.append)
+    assert weights.provenance["config"]["loss"] == "l1"
+    assert any("epoch 1/1" in line and "train" in line for line in lines), lines
+    with pytest.raises(DataError, match="unknown loss 'huber'"):
+        train(TrainConfig(**base, out=str(tmp_path / "h.npz"), loss="huber"), echo=print)
+
+
+def test_train_command_recipe_options(folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "opts.npz"
+    argv = ["train", "--data", str(folder), "-s", "2", "--out", str(out), "--epochs", "1"]
+    argv += ["--steps", "2", "--patch", "17", "--f1", "3", "--n1", "4", "--n2", "4", "--f3", "3"]
+    argv += ["--loss", "l1", "--input-offset", "0.5", "--identity-init"]
+    assert main(argv) == 0
+    config = SRCNNWeights.load(out).provenance["config"]
+    assert (config["loss"], config["input_offset"], config["identity_init"]) == ("l1", 0.5, True)
+    with pytest.raises(SystemExit) as refused:  # argparse's usage error
+        main([*argv[:-5], "--loss", "huber"])
+    assert refused.value.code == 2
