@@ -176,6 +176,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         revive_dead=args.revive_dead,
         loss=args.loss,
         input_offset=args.input_offset,
+        centre_hidden=args.centre_hidden,
         identity_init=args.identity_init,
         last_layer_lr_factor=args.last_layer_lr,
         patch=args.patch,
@@ -385,6 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="subtract this from the input luma while training (folded into conv1's bias)",
+    )
+    p.add_argument(
+        "--centre-hidden",
+        action="store_true",
+        help="also centre conv2's and conv3's inputs while training (folded into the biases)",
     )
     p.add_argument(
         "--identity-init",

@@ -80,30 +80,59 @@ def _replicate_pad_layer(keras):
     return ReplicatePad2D
 
 
+def _centre_layer(keras):
+    class Centre(keras.layers.Layer):
+        """Subtracts a per-channel constant (not trained) from a conv layer's input."""
+
+        def __init__(self, channels: int, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.channels = channels
+
+        def build(self, input_shape) -> None:
+            self.mean = self.add_weight(
+                shape=(self.channels,), initializer="zeros", trainable=False, name="mean"
+            )
+
+        def call(self, x):
+            return x - self.mean
+
+        def get_config(self) -> dict[str, Any]:
+            return {**super().get_config(), "channels": self.channels}
+
+    return Centre
+
+
 def build_keras_model(
     arch: Architecture | None = None,
     padding: str = "valid",
     weights: SRCNNWeights | None = None,
     input_offset: float = 0.0,
+    centre_hidden: bool = False,
 ):
     """The seed's Keras SRCNN. ``padding='replicate'`` adds explicit edge-replicate padding
     before each conv, which makes it compute exactly what srcnn-fast's backends compute.
 
-    ``input_offset`` (training only) subtracts a constant from the input before conv1: the
-    same function with a centred input, which conditions training better. It is folded into
-    conv1's bias when weights are read out, and unfolded when they are set, so the model
+    For training, a conv layer's input can be centred: ``input_offset`` is subtracted from the
+    luma before conv1, and with ``centre_hidden`` conv2 and conv3 read their input minus a
+    per-channel mean (set by :func:`recentre`). The same function, better conditioned:
+    with inputs that are never negative (luma, ReLU outputs) every weight into a unit gets a
+    gradient of one sign, so each Adam step moves the unit's response to a flat input by the
+    sum of them, and it dies. A constant taken from a conv's input is a constant taken from
+    its bias (replicate padding keeps a constant plane constant), so the centring is folded
+    into the biases when weights are read out and unfolded when they are set: the model
     computes what the raw-array weights compute either way.
     """
     _, keras = _import_keras()
     arch = weights.arch if weights is not None else (arch or Architecture())
     if padding not in ("valid", "replicate"):
         raise ValueError(f"padding must be 'valid' or 'replicate', not {padding!r}")
-    pad_layer = _replicate_pad_layer(keras)
+    pad_layer, centre_layer = _replicate_pad_layer(keras), _centre_layer(keras)
     layers: list[Any] = [keras.Input((None, None, 1))]
-    if input_offset:
-        layers.append(keras.layers.Rescaling(1.0, offset=-input_offset, name=_CENTRE))
-    specs = [(arch.n1, arch.f1, "relu"), (arch.n2, arch.f2, "relu"), (1, arch.f3, None)]
-    for i, (filters, size, activation) in enumerate(specs, start=1):
+    specs = [(1, arch.n1, arch.f1, "relu"), (arch.n1, arch.n2, arch.f2, "relu")]
+    specs.append((arch.n2, 1, arch.f3, None))
+    for i, (fan_in, filters, size, activation) in enumerate(specs, start=1):
+        if (i == 1 and input_offset) or (i > 1 and centre_hidden):
+            layers.append(centre_layer(fan_in, name=f"{_CENTRE}{i}"))
         if padding == "replicate" and size > 1:
             layers.append(pad_layer((size - 1) // 2, name=f"pad{i}"))
         layers.append(
@@ -112,12 +141,14 @@ def build_keras_model(
             )
         )
     model = keras.Sequential(layers, name="srcnn")
+    if input_offset:
+        model.get_layer(f"{_CENTRE}1").mean.assign([input_offset])
     if weights is not None:
         set_model_weights(model, weights)
     return model
 
 
-#: Name of the layer that subtracts ``input_offset`` (see :func:`build_keras_model`).
+#: Names of the layers that centre conv i's input: ``centre1`` ... (see build_keras_model).
 _CENTRE = "centre"
 
 
@@ -125,37 +156,59 @@ def _conv_layers(model) -> list[Any]:
     return [layer for layer in model.layers if layer.__class__.__name__ == "Conv2D"]
 
 
-def input_offset_of(model) -> float:
-    """The constant the model subtracts from its input before conv1 (0 for the seed's)."""
-    layers = [layer for layer in model.layers if layer.name == _CENTRE]
-    return -float(layers[0].offset) if layers else 0.0
+def _centring(model) -> list[np.ndarray]:
+    """What the model subtracts from each conv layer's input, per input channel (float64;
+    zeros where it subtracts nothing)."""
+    names = {layer.name for layer in model.layers}
+    return [
+        np.asarray(model.get_layer(f"{_CENTRE}{i}").mean, np.float64)
+        if f"{_CENTRE}{i}" in names
+        else np.zeros(conv.get_weights()[0].shape[2])
+        for i, conv in enumerate(_conv_layers(model), start=1)
+    ]
+
+
+def _bias_shift(kernel: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """What a conv's output loses when ``mean`` (per input channel) leaves its input."""
+    return np.einsum("hwcd,c->d", kernel.astype(np.float64), mean)
 
 
 def set_model_weights(model, weights: SRCNNWeights) -> None:
     arrays = weights.arrays()
-    # conv1(x - c) + b = conv1(x) + b - c * sum(w1): the raw bias is the model's minus that.
-    offset = input_offset_of(model)
-    arrays["b1"] = arrays["b1"] + offset * arrays["w1"].sum(axis=(0, 1, 2))
-    for i, layer in enumerate(_conv_layers(model), start=1):
-        layer.set_weights([arrays[f"w{i}"], arrays[f"b{i}"]])
+    for i, (layer, mean) in enumerate(
+        zip(_conv_layers(model), _centring(model), strict=True), start=1
+    ):
+        kernel, bias = arrays[f"w{i}"], arrays[f"b{i}"]
+        layer.set_weights([kernel, (bias + _bias_shift(kernel, mean)).astype(np.float32)])
 
 
 def weights_from_model(model, scale: int, provenance: dict[str, Any] | None = None) -> SRCNNWeights:
-    """The raw-array weights of a Keras SRCNN built by :func:`build_keras_model`."""
+    """The raw-array weights of a Keras SRCNN built by :func:`build_keras_model` (its
+    centring folded into the biases, in float64 and rounded once)."""
     convs = _conv_layers(model)
     arrays: dict[str, np.ndarray] = {}
-    for i, layer in enumerate(convs, start=1):
+    for i, (layer, mean) in enumerate(zip(convs, _centring(model), strict=True), start=1):
         kernel, bias = layer.get_weights()
-        arrays[f"w{i}"], arrays[f"b{i}"] = kernel.astype(np.float32), bias.astype(np.float32)
-    offset = input_offset_of(model)
-    if offset:  # fold the centring into conv1's bias (in float64, rounded once)
-        folded = arrays["b1"].astype(np.float64) - offset * arrays["w1"].astype(np.float64).sum(
-            axis=(0, 1, 2)
-        )
-        arrays["b1"] = folded.astype(np.float32)
+        arrays[f"w{i}"] = kernel.astype(np.float32)
+        arrays[f"b{i}"] = (bias - _bias_shift(kernel, mean)).astype(np.float32)
     f1, f2, f3 = (layer.kernel_size[0] for layer in convs)
     arch = Architecture(f1=f1, n1=convs[0].filters, f2=f2, n2=convs[1].filters, f3=f3)
     return SRCNNWeights(arch=arch, scale=scale, provenance=provenance or {}, **arrays)
+
+
+def recentre(model, inputs: np.ndarray) -> None:
+    """Set conv2's and conv3's centring to the mean of their inputs on ``inputs`` (N, H, W,
+    1), moving those layers' biases so that the network computes exactly what it did."""
+    x = inputs
+    for layer in model.layers:
+        if layer.name in (f"{_CENTRE}2", f"{_CENTRE}3"):
+            conv = model.get_layer(f"conv{layer.name[-1]}")
+            new = np.asarray(x, np.float64).mean(axis=(0, 1, 2))
+            change = new - np.asarray(layer.mean, np.float64)
+            kernel, bias = conv.get_weights()
+            conv.set_weights([kernel, (bias + _bias_shift(kernel, change)).astype(np.float32)])
+            layer.mean.assign(new.astype(np.float32))
+        x = layer(x)
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -274,6 +327,10 @@ class TrainConfig:
     #: in the written weights): a centred input, so no conv1 filter starts out negative
     #: everywhere.
     input_offset: float = 0.0
+    #: Centre conv2's and conv3's inputs too (each channel minus its mean on a sample of
+    #: training sub-images, re-estimated at the start and after each epoch; folded into the
+    #: biases of the written weights): see :func:`build_keras_model`.
+    centre_hidden: bool = False
     #: Start from the identity: conv1 and conv2 channel 0 pass the centre pixel through,
     #: conv3 adds it back and reads nothing else, so the untrained network outputs its bicubic
     #: input exactly and training learns the residual (VDSR's insight, within 9-1-5).
@@ -337,6 +394,7 @@ _RECIPE_DEFAULTS: dict[str, Any] = {
     "revive_dead": False,
     "loss": "mse",
     "input_offset": 0.0,
+    "centre_hidden": False,
     "identity_init": False,
 }
 
@@ -374,22 +432,21 @@ def _identity_init(model) -> None:
     reads none of them yet, training grows the residual from zero, through plain 9-1-5
     weights."""
     conv1, conv2, conv3 = _conv_layers(model)
-    offset = input_offset_of(model)
+    m1, m2, m3 = _centring(model)
     w1, b1 = conv1.get_weights()
     w1[..., 0] = 0.0
     w1[w1.shape[0] // 2, w1.shape[1] // 2, 0, 0] = 1.0
-    b1[0] = IDENTITY_BIAS
+    b1[0] = IDENTITY_BIAS  # h1 = x - m1 + IDENTITY_BIAS
     conv1.set_weights([w1, b1])
     w2, b2 = conv2.get_weights()
     w2[..., 0] = 0.0
     w2[w2.shape[0] // 2, w2.shape[1] // 2, 0, 0] = 1.0
-    b2[0] = 0.0
+    b2[0] = m2[0]  # h2 = (h1 - m2) + m2 = h1
     conv2.set_weights([w2, b2])
     w3, b3 = conv3.get_weights()
     w3[...] = 0.0
     w3[w3.shape[0] // 2, w3.shape[1] // 2, 0, 0] = 1.0
-    # out = (x - offset) + IDENTITY_BIAS + b3 = x
-    b3[...] = offset - IDENTITY_BIAS
+    b3[...] = m1[0] - IDENTITY_BIAS + m3[0]  # out = (h2 - m3) + b3 = x
     conv3.set_weights([w3, b3])
 
 
@@ -412,11 +469,12 @@ def revive_dead_channels(model, sampler: PatchSampler, rng: np.random.Generator)
     from keras import ops
 
     convs = _conv_layers(model)
-    inputs, _ = sampler.batch(rng, REVIVE_SAMPLE, False)
+    x, _ = sampler.batch(rng, REVIVE_SAMPLE, False)
     # Found before any change: reviving conv1 channels leaves conv2's output as it was.
-    all_dead = dead_channels(model, inputs)
-    inputs = inputs - input_offset_of(model)
-    for layer, successor, dead in zip(convs[:2], convs[1:], all_dead, strict=True):
+    all_dead = dead_channels(model, x)
+    revived = dict(zip(convs[:2], zip(convs[1:], all_dead, strict=True), strict=True))
+    for layer in model.layers:
+        successor, dead = revived.get(layer, (None, ()))
         if len(dead):
             kernel, bias = layer.get_weights()
             rows, cols, fan_in, fan_out = kernel.shape
@@ -428,14 +486,14 @@ def revive_dead_channels(model, sampler: PatchSampler, rng: np.random.Generator)
                 norm = np.linalg.norm(kernel[..., alive].reshape(-1, len(alive)), axis=0).mean()
                 fresh *= norm / np.linalg.norm(fresh.reshape(-1, len(dead)), axis=0)
             fresh = fresh.astype(np.float32)
-            response = np.asarray(ops.conv(inputs, fresh, padding="valid"))
+            response = np.asarray(ops.conv(x, fresh, padding="valid"))
             kernel[..., dead] = fresh
             bias[dead] = -np.median(response.reshape(-1, len(dead)), axis=0)
             next_kernel, next_bias = successor.get_weights()
             next_kernel[:, :, dead, :] = 0.0
             layer.set_weights([kernel, bias])
             successor.set_weights([next_kernel, next_bias])
-        inputs = layer(inputs)
+        x = layer(x)
     return [len(dead) for dead in all_dead]
 
 
@@ -445,10 +503,11 @@ def dead_channels(model, inputs: np.ndarray) -> list[np.ndarray]:
     from keras import ops
 
     dead = []
-    inputs = inputs - input_offset_of(model)
-    for layer in _conv_layers(model)[:2]:
+    first_two = _conv_layers(model)[:2]
+    for layer in model.layers[: model.layers.index(first_two[-1]) + 1]:
         inputs = layer(inputs)
-        dead.append(np.flatnonzero(np.asarray(ops.max(inputs, axis=(0, 1, 2))) <= 0))
+        if layer in first_two:
+            dead.append(np.flatnonzero(np.asarray(ops.max(inputs, axis=(0, 1, 2))) <= 0))
     return dead
 
 
@@ -554,7 +613,12 @@ def train(
     )
     if config.loss not in LOSSES:
         raise DataError(f"unknown loss {config.loss!r}: choose {' or '.join(LOSSES)}")
-    model = build_keras_model(config.arch, padding="valid", input_offset=config.input_offset)
+    model = build_keras_model(
+        config.arch,
+        padding="valid",
+        input_offset=config.input_offset,
+        centre_hidden=config.centre_hidden,
+    )
     init_weights = SRCNNWeights.load(config.init) if config.init else None
     if init_weights is not None:
         set_model_weights(model, init_weights)
@@ -605,11 +669,16 @@ def train(
         return mse  # logged as the training PSNR, whatever the loss
 
     def revive(when: str, epoch: int) -> None:
+        """Between epochs: revive dead channels, then re-centre (a revived channel's mean
+        changes), neither changing what the network computes."""
         if config.revive_dead:
             counts = revive_dead_channels(
                 model, data.sampler, np.random.default_rng([config.seed, epoch, 17])
             )
             log(f"{when}: revived {counts[0]} dead conv1 and {counts[1]} dead conv2 channels")
+        if config.centre_hidden:
+            rng = np.random.default_rng([config.seed, epoch, 23])
+            recentre(model, data.sampler.batch(rng, REVIVE_SAMPLE, False)[0])
 
     show_bar = sys.stderr.isatty() if progress is None else progress
     if state["epoch"] == 0:

@@ -247,22 +247,33 @@ def test_reviving_dead_channels_keeps_the_output(folder: Path) -> None:
     assert revive_dead_channels(model, data.sampler, np.random.default_rng(2)) == [0, 0]
 
 
-def test_centred_input_is_folded_into_the_first_bias() -> None:
-    """A model that subtracts an offset from its input computes what its raw weights compute:
-    weights_from_model folds the offset into b1 and set_model_weights unfolds it."""
-    from srcnn_fast.train import input_offset_of, set_model_weights, weights_from_model
+def test_centring_is_folded_into_the_biases() -> None:
+    """A model that centres its conv layers' inputs computes what its raw weights compute:
+    weights_from_model folds the centring into the biases, set_model_weights unfolds it, and
+    recentre moves the means to the data's without changing the output."""
+    from srcnn_fast.train import _centring, recentre, set_model_weights, weights_from_model
 
     weights = SRCNNWeights.random(arch=TINY, scale=2, seed=5)
+    weights.b1[:] = np.abs(weights.b1) + 0.1  # most channels alive, so the means matter
+    weights.b2[:] = np.abs(weights.b2) + 0.1
     plain = build_keras_model(weights=weights)
-    centred = build_keras_model(TINY, input_offset=0.45)
-    assert input_offset_of(centred) == pytest.approx(0.45) and input_offset_of(plain) == 0.0
+    centred = build_keras_model(TINY, input_offset=0.45, centre_hidden=True)
+    assert [float(m[0]) for m in _centring(centred)] == [pytest.approx(0.45), 0.0, 0.0]
+    assert all(not m.any() for m in _centring(plain))
     set_model_weights(centred, weights)
     x = np.random.default_rng(0).uniform(0.06, 0.92, (4, 20, 20, 1)).astype(np.float32)
+    expected = np.asarray(plain(x))
     # float32 sums in another order: a few ULP of outputs near 1
-    assert_close(np.asarray(centred(x)), np.asarray(plain(x)), 1e-6, "centred vs plain model")
+    assert_close(np.asarray(centred(x)), expected, 1e-6, "centred vs plain model")
+    recentre(centred, x)
+    means = _centring(centred)
+    h1 = np.asarray(_conv_layers(plain)[0](x))
+    assert_close(means[1], h1.mean(axis=(0, 1, 2)), 1e-6, "conv2's centring: conv1's mean")
+    assert means[2].any(), "conv3's input centred too"
+    assert_close(np.asarray(centred(x)), expected, 2e-6, "output after recentre")
     back = weights_from_model(centred, 2)
     for name in ("w1", "b1", "w2", "b2", "w3", "b3"):
-        assert_close(getattr(back, name), getattr(weights, name), 1e-7, f"{name} round trip")
+        assert_close(getattr(back, name), getattr(weights, name), 2e-6, f"{name} round trip")
 
 
 @pytest.mark.parametrize("offset", [0.0, 0.5])
@@ -280,6 +291,7 @@ def test_identity_start_outputs_the_bicubic_input(folder: Path, tmp_path: Path, 
         patch=17,
         identity_init=True,
         input_offset=offset,
+        centre_hidden=bool(offset),
     )
     weights = train(config, echo=lambda _: None, progress=False)
     assert weights.provenance["config"]["identity_init"] is True
@@ -315,10 +327,11 @@ def test_train_command_recipe_options(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "opts.npz"
     argv = ["train", "--data", str(folder), "-s", "2", "--out", str(out), "--epochs", "1"]
     argv += ["--steps", "2", "--patch", "17", "--f1", "3", "--n1", "4", "--n2", "4", "--f3", "3"]
-    argv += ["--loss", "l1", "--input-offset", "0.5", "--identity-init"]
+    argv += ["--loss", "l1", "--input-offset", "0.5", "--centre-hidden", "--identity-init"]
     assert main(argv) == 0
     config = SRCNNWeights.load(out).provenance["config"]
-    assert (config["loss"], config["input_offset"], config["identity_init"]) == ("l1", 0.5, True)
+    recipe = [config[k] for k in ("loss", "input_offset", "centre_hidden", "identity_init")]
+    assert recipe == ["l1", 0.5, True, True]
     with pytest.raises(SystemExit) as refused:  # argparse's usage error
-        main([*argv[:-5], "--loss", "huber"])
+        main([*argv[:-6], "--loss", "huber"])
     assert refused.value.code == 2
