@@ -29,6 +29,10 @@ PATCH = 48
 #: loss); ours is their mean, so the same steps need the rate times the label pixels per patch.
 PAPER_SGD_RATE = 1e-4 * (PATCH - 2 * Architecture().radius) ** 2
 
+REVIVE: dict[str, Any] = {"revive_dead": True}
+CENTRED: dict[str, Any] = {"input_offset": 0.5}
+IDENTITY: dict[str, Any] = {"identity_init": True}
+
 # (name, what it changes, TrainConfig fields)
 VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     ("recipe", "shipped recipe: Adam 1e-3, cosine to 1e-5, Glorot, full augmentation", {}),
@@ -56,6 +60,25 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
         "revive-dead",
         "dead ReLU channels re-initialised at the start and after each epoch",
         {"revive_dead": True},
+    ),
+    # The levers found after reviving (each on top of revive-dead; the README runs these 16
+    # epochs: --epochs 16 --only recipe revive-dead identity-init centred-input ...).
+    ("identity-init", "revive-dead, starting from the identity", {**REVIVE, **IDENTITY}),
+    ("centred-input", "revive-dead, input luma centred (-0.5)", {**REVIVE, **CENTRED}),
+    (
+        "centred+identity",
+        "revive-dead, centred input, identity start",
+        {**REVIVE, **CENTRED, **IDENTITY},
+    ),
+    (
+        "centred-all+identity",
+        "centred+identity, conv2's and conv3's inputs centred too",
+        {**REVIVE, **CENTRED, **IDENTITY, "centre_hidden": True},
+    ),
+    (
+        "l1-loss",
+        "centred+identity, trained on the mean absolute error",
+        {**REVIVE, **CENTRED, **IDENTITY, "loss": "l1"},
     ),
 ]
 
