@@ -59,10 +59,10 @@ VARIANTS: list[tuple[str, str, dict[str, Any]]] = [
     (
         "revive-dead",
         "dead ReLU channels re-initialised at the start and after each epoch",
-        {"revive_dead": True},
+        REVIVE,
     ),
     # The levers found after reviving (each on top of revive-dead; the README runs these 16
-    # epochs: --epochs 16 --only recipe revive-dead identity-init centred-input ...).
+    # epochs: --epochs 16 --only revive-dead identity-init centred-input ...).
     ("identity-init", "revive-dead, starting from the identity", {**REVIVE, **IDENTITY}),
     ("centred-input", "revive-dead, input luma centred (-0.5)", {**REVIVE, **CENTRED}),
     (

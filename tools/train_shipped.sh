@@ -10,13 +10,11 @@
 # written), the identity start (the network begins by outputting its bicubic input), the L1
 # loss; Adam, 1,300 batches of 16 48x48 sub-images per epoch. Each scale from scratch: 56 epochs
 # at 1e-3 decaying (cosine) to 5e-6, then 24 more from those weights at 2e-4 decaying to 1e-6.
-# Validation (T91 hold-out): x2 34.43 -> 34.44, x3 31.34 -> 31.35, x4 29.33 -> 29.34 dB.
+# Validation (T91 hold-out): x2 34.43 -> 34.44, x3 31.34 -> 31.35, x4 29.33 -> 29.33 dB.
 set -euo pipefail
 data=${1:-../shared/data/T91}
 out=${2:-runs/shipped}
 mkdir -p "$out"
-# A step's starting weights are copied once, so a rerun never restarts a step from later weights.
-snapshot() { [ -e "$2" ] || cp "$1" "$2"; }
 common=(--data "$data" --patch 48 --batch-size 16 --steps 1300 --seed 0
     --revive-dead --input-offset 0.5 --loss l1)
 # Runs go two at a time, each pinned to one core where taskset exists (two pinned runs train
@@ -39,16 +37,15 @@ both() { # ARGS_A -- ARGS_B: two runs side by side; fails if either fails
     pinned 1 "${b[@]}" & local pb=$!
     wait "$pa" && wait "$pb"
 }
-# Each scale from scratch (out/from_scratch_xS.npz), then continued (out/srcnn_xS.npz).
+# Each scale from scratch (out/from_scratch_xS.npz: a rerun writes it again, unchanged, from its
+# finished checkpoint, so the continuation always starts from the same weights), then continued
+# (out/srcnn_xS.npz).
 first=(--identity-init --epochs 56 --final-lr 5e-6)
 more=(--epochs 24 --lr 2e-4 --final-lr 1e-6)
 both --scale 3 "${first[@]}" --out "$out/from_scratch_x3.npz" -- \
     --scale 2 "${first[@]}" --out "$out/from_scratch_x2.npz"
-snapshot "$out/from_scratch_x3.npz" "$out/srcnn_x3_56.npz"
 both --scale 4 "${first[@]}" --out "$out/from_scratch_x4.npz" -- \
-    --scale 3 "${more[@]}" --init "$out/srcnn_x3_56.npz" --out "$out/srcnn_x3.npz"
-snapshot "$out/from_scratch_x2.npz" "$out/srcnn_x2_56.npz"
-snapshot "$out/from_scratch_x4.npz" "$out/srcnn_x4_56.npz"
-both --scale 2 "${more[@]}" --init "$out/srcnn_x2_56.npz" --out "$out/srcnn_x2.npz" -- \
-    --scale 4 "${more[@]}" --init "$out/srcnn_x4_56.npz" --out "$out/srcnn_x4.npz"
+    --scale 3 "${more[@]}" --init "$out/from_scratch_x3.npz" --out "$out/srcnn_x3.npz"
+both --scale 2 "${more[@]}" --init "$out/from_scratch_x2.npz" --out "$out/srcnn_x2.npz" -- \
+    --scale 4 "${more[@]}" --init "$out/from_scratch_x4.npz" --out "$out/srcnn_x4.npz"
 echo "done: copy $out/srcnn_x{2,3,4}.npz to srcnn_fast/weights/ and run tools/quality_table.py"
