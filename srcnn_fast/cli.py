@@ -17,7 +17,7 @@ from . import __version__
 from .backends import BACKEND_NAMES
 from .batch import DEFAULT_MAX_PIXELS
 from .errors import SrcnnError, UsageError
-from .train import LOSSES, OPTIMIZERS
+from .train import LOSSES, OPTIMIZERS, TrainConfig
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -33,6 +33,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def _downscale_factor(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a downscale factor must be in (0, 1]: {text!r}")
     return value
 
 
@@ -155,7 +165,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .model import Architecture
-    from .train import TrainConfig, train
+    from .train import train
 
     try:
         arch = Architecture(f1=args.f1, n1=args.n1, f2=args.f2, n2=args.n2, f3=args.f3)
@@ -181,6 +191,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         last_layer_lr_factor=args.last_layer_lr,
         patch=args.patch,
         augment=not args.no_augment,
+        downscales=tuple(args.downscales),
         val_fraction=args.val_fraction,
         init=args.init,
         seed=args.seed,
@@ -371,6 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patch", type=_positive_int, default=33, help="sub-image size")
     p.add_argument(
         "--no-augment", action="store_true", help="no flips/rotations or downscaled copies"
+    )
+    p.add_argument(
+        "--downscales",
+        type=_downscale_factor,
+        nargs="+",
+        default=list(TrainConfig.downscales),
+        metavar="F",
+        help="train on copies of each image downscaled by these factors (1: the image itself; "
+        f"default: {' '.join(f'{f:g}' for f in TrainConfig.downscales)})",
     )
     p.add_argument("--init", help="start from these weights (e.g. another scale's)")
     p.add_argument(

@@ -328,10 +328,12 @@ def test_train_command_recipe_options(folder: Path, tmp_path: Path) -> None:
     argv = ["train", "--data", str(folder), "-s", "2", "--out", str(out), "--epochs", "1"]
     argv += ["--steps", "2", "--patch", "17", "--f1", "3", "--n1", "4", "--n2", "4", "--f3", "3"]
     argv += ["--loss", "l1", "--input-offset", "0.5", "--centre-hidden", "--identity-init"]
+    argv += ["--downscales", "1", "0.75"]
     assert main(argv) == 0
     config = SRCNNWeights.load(out).provenance["config"]
-    recipe = [config[k] for k in ("loss", "input_offset", "centre_hidden", "identity_init")]
-    assert recipe == ["l1", 0.5, True, True]
-    with pytest.raises(SystemExit) as refused:  # argparse's usage error
-        main([*argv[:-6], "--loss", "huber"])
-    assert refused.value.code == 2
+    names = ("loss", "input_offset", "centre_hidden", "identity_init", "downscales")
+    assert [config[k] for k in names] == ["l1", 0.5, True, True, [1.0, 0.75]]
+    for bad in (["--loss", "huber"], ["--downscales", "1.5"], ["--downscales", "x"]):
+        with pytest.raises(SystemExit) as refused:  # argparse's usage error
+            main([*argv[:-9], *bad])
+        assert refused.value.code == 2
