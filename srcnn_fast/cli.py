@@ -17,7 +17,7 @@ from . import __version__
 from .backends import BACKEND_NAMES
 from .batch import DEFAULT_MAX_PIXELS
 from .errors import SrcnnError, UsageError
-from .train import LOSSES, OPTIMIZERS, TrainConfig
+from .train import DOWNSCALERS, LOSSES, OPTIMIZERS, TrainConfig
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -192,6 +192,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         patch=args.patch,
         augment=not args.no_augment,
         downscales=tuple(args.downscales),
+        downscaler=args.downscaler,
         val_fraction=args.val_fraction,
         init=args.init,
         seed=args.seed,
@@ -392,6 +393,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="train on copies of each image downscaled by these factors (1: the image itself; "
         f"default: {' '.join(f'{f:g}' for f in TrainConfig.downscales)})",
     )
+    p.add_argument(
+        "--downscaler",
+        choices=DOWNSCALERS,
+        default=TrainConfig.downscaler,
+        help="how LR images are made: matlab (default; imresize, as the benchmark sets' LR "
+        "files) or pillow (Pillow's BICUBIC resize)",
+    )
     p.add_argument("--init", help="start from these weights (e.g. another scale's)")
     p.add_argument(
         "--revive-dead",
@@ -399,7 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="re-initialise dead ReLU channels at the start and after each epoch",
     )
     p.add_argument(
-        "--loss", choices=LOSSES, default="mse", help="mse (default) or l1 (mean absolute error)"
+        "--loss",
+        choices=LOSSES,
+        default="mse",
+        help="mse (default), l1 (mean absolute error) or psnr (minus the sub-images' mean PSNR)",
     )
     p.add_argument(
         "--input-offset",

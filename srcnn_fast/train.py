@@ -224,23 +224,35 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
-def make_training_pair(hr: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+#: How training makes an LR image: "matlab" is :func:`srcnn_fast.imageops.matlab_downscale`,
+#: how the benchmark sets' LR files were made; "pillow" is Pillow's BICUBIC resize (the same
+#: antialiased kernel, another pass order and border: what the weights before it used).
+DOWNSCALERS = ("matlab", "pillow")
+
+
+def make_training_pair(
+    hr: np.ndarray, scale: int, downscaler: str = "matlab"
+) -> tuple[np.ndarray, np.ndarray]:
     """HR image (uint8/uint16, gray or RGB[A]) -> (bicubic-upscaled LR luma, HR luma), float32.
 
-    The LR image is Pillow's antialiased BICUBIC downscale of the HR image, rounded to its bit
-    depth as a saved file would be; both are then converted to luma like inference does.
+    The LR image is the HR image downscaled by ``downscaler`` (see :data:`DOWNSCALERS`) to 8
+    bits, as a saved file would be; both are then converted to luma like inference does.
     """
     from PIL import Image
 
+    if downscaler not in DOWNSCALERS:
+        raise DataError(f"unknown downscaler {downscaler!r}: choose {' or '.join(DOWNSCALERS)}")
     if hr.dtype == np.uint16:  # Pillow resizes 8-bit RGB only; the training sets are 8-bit
         hr = (hr // 257).astype(np.uint8)
     height, width = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
     hr = hr[:height, :width]
     if hr.ndim == 3:
         hr = hr[..., :3]
-    lr = np.asarray(
-        Image.fromarray(hr).resize((width // scale, height // scale), Image.Resampling.BICUBIC)
-    )
+    if downscaler == "matlab":
+        lr = imageops.matlab_downscale(hr, scale)
+    else:
+        size = (width // scale, height // scale)
+        lr = np.asarray(Image.fromarray(hr).resize(size, Image.Resampling.BICUBIC))
 
     def luma(image: np.ndarray) -> np.ndarray:
         values = imageops.to_float(image)
@@ -308,6 +320,8 @@ class TrainConfig:
     #: Flips/rotations of every sub-image, and downscaled copies of every HR image (FSRCNN).
     augment: bool = True
     downscales: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7, 0.6)
+    #: How LR images are made from HR ones (:data:`DOWNSCALERS`).
+    downscaler: str = "matlab"
     val_fraction: float = 0.1
     seed: int = 0
     arch: Architecture = field(default_factory=Architecture)
@@ -374,10 +388,13 @@ def load_dataset(config: TrainConfig) -> Dataset:
         if image.ndim == 3:
             image = image[..., :3]
         if i in val_index:
-            val.append(make_training_pair(image, config.scale))
+            val.append(make_training_pair(image, config.scale, config.downscaler))
             val_files.append(path.name)
             continue
-        planes.extend(make_training_pair(_downscaled(image, f), config.scale) for f in factors)
+        planes.extend(
+            make_training_pair(_downscaled(image, f), config.scale, config.downscaler)
+            for f in factors
+        )
         train_files.append(path.name)
     sampler = PatchSampler(planes, config.patch, config.arch.radius)
     return Dataset(sampler, val, train_files, val_files)
@@ -396,10 +413,27 @@ _RECIPE_DEFAULTS: dict[str, Any] = {
     "input_offset": 0.0,
     "centre_hidden": False,
     "identity_init": False,
+    "downscaler": "pillow",
 }
 
 OPTIMIZERS = ("adam", "sgd")
-LOSSES = ("mse", "l1")
+LOSSES = ("mse", "l1", "psnr")
+
+#: The "psnr" loss's floor on each sub-image's MSE (luma in [0, 1]): it caps a sub-image's PSNR
+#: at 50 dB, so a flat sub-image the network already gets right stops pulling on the weights.
+PSNR_LOSS_FLOOR = 1e-5
+
+
+def _loss(tf, name: str, error, mse):
+    """The training loss of a batch's errors (N, H, W, 1). "psnr" is minus the mean PSNR of the
+    sub-images, each weighted as the evaluation's mean PSNR over images weighs them: an error
+    counts in proportion to 1 / its sub-image's MSE, where MSE weighs every pixel alike."""
+    if name == "mse":
+        return mse
+    if name == "l1":
+        return tf.reduce_mean(tf.abs(error))
+    per_image = tf.reduce_mean(tf.square(error), axis=[1, 2, 3])
+    return tf.reduce_mean(tf.math.log(PSNR_LOSS_FLOOR + per_image)) * (10.0 / math.log(10.0))
 
 
 def _make_optimizer(keras, name: str, learning_rate: float):
@@ -662,7 +696,7 @@ def train(
         with tf.GradientTape() as tape:
             error = model(x, training=True) - y
             mse = tf.reduce_mean(tf.square(error))
-            loss = mse if config.loss == "mse" else tf.reduce_mean(tf.abs(error))
+            loss = _loss(tf, config.loss, error, mse)
         grads = tape.gradient(loss, body + head)
         optimizers[0].apply_gradients(zip(grads[:-2], body, strict=True))
         optimizers[1].apply_gradients(zip(grads[-2:], head, strict=True))

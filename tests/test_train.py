@@ -48,12 +48,23 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_training_pair_is_what_inference_sees() -> None:
     from PIL import Image
 
+    from srcnn_fast.errors import DataError
+
     hr = np.random.default_rng(1).integers(0, 256, (31, 40, 3)).astype(np.uint8)
-    up, hr_y = make_training_pair(hr, 3)
-    assert up.shape == hr_y.shape == (30, 39)
-    lr = np.asarray(Image.fromarray(hr[:30, :39]).resize((13, 10), Image.Resampling.BICUBIC))
-    expected = imageops.bicubic_upscale(imageops.rgb_to_luma(imageops.to_float(lr)), 3)
-    assert_close(up, expected, 0.0, "upscaled LR luma")
+    pillow = np.asarray(Image.fromarray(hr[:30, :39]).resize((13, 10), Image.Resampling.BICUBIC))
+    for downscaler, lr in (
+        ("matlab", imageops.matlab_downscale(hr, 3)),
+        ("pillow", pillow),
+    ):
+        up, hr_y = make_training_pair(hr, 3, downscaler)
+        assert up.shape == hr_y.shape == (30, 39)
+        expected = imageops.bicubic_upscale(imageops.rgb_to_luma(imageops.to_float(lr)), 3)
+        assert_close(up, expected, 0.0, f"upscaled LR luma ({downscaler})")
+    np.testing.assert_array_equal(
+        make_training_pair(hr, 3)[0], make_training_pair(hr, 3, "matlab")[0]
+    )
+    with pytest.raises(DataError, match="unknown downscaler 'nearest'"):
+        make_training_pair(hr, 3, "nearest")
 
 
 @pytest.mark.parametrize("augment", [False, True])
@@ -328,12 +339,13 @@ def test_train_command_recipe_options(folder: Path, tmp_path: Path) -> None:
     argv = ["train", "--data", str(folder), "-s", "2", "--out", str(out), "--epochs", "1"]
     argv += ["--steps", "2", "--patch", "17", "--f1", "3", "--n1", "4", "--n2", "4", "--f3", "3"]
     argv += ["--loss", "l1", "--input-offset", "0.5", "--centre-hidden", "--identity-init"]
-    argv += ["--downscales", "1", "0.75"]
+    argv += ["--downscales", "1", "0.75", "--downscaler", "pillow"]
     assert main(argv) == 0
     config = SRCNNWeights.load(out).provenance["config"]
-    names = ("loss", "input_offset", "centre_hidden", "identity_init", "downscales")
-    assert [config[k] for k in names] == ["l1", 0.5, True, True, [1.0, 0.75]]
-    for bad in (["--loss", "huber"], ["--downscales", "1.5"], ["--downscales", "x"]):
+    names = ("loss", "input_offset", "centre_hidden", "identity_init", "downscales", "downscaler")
+    assert [config[k] for k in names] == ["l1", 0.5, True, True, [1.0, 0.75], "pillow"]
+    bad_options = (["--loss", "huber"], ["--downscales", "1.5"], ["--downscales", "x"])
+    for bad in (*bad_options, ["--downscaler", "nearest"]):
         with pytest.raises(SystemExit) as refused:  # argparse's usage error
-            main([*argv[:-9], *bad])
+            main([*argv[:-11], *bad])
         assert refused.value.code == 2

@@ -16,7 +16,7 @@ data=${1:-../shared/data/T91}
 out=${2:-runs/shipped}
 mkdir -p "$out"
 common=(--data "$data" --patch 48 --batch-size 16 --steps 1300 --seed 0
-    --revive-dead --input-offset 0.5 --loss l1)
+    --revive-dead --input-offset 0.5 --loss l1 --downscaler pillow)
 # Runs go two at a time, each pinned to one core where taskset exists (two pinned runs train
 # more patches per second than one run on both cores).
 pinned() { # CORE ARGS...: one training run on one core
