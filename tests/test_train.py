@@ -315,7 +315,22 @@ def test_identity_start_outputs_the_bicubic_input(folder: Path, tmp_path: Path, 
     assert not np.array_equal(trained.w3, weights.w3)
 
 
-def test_l1_loss_trains_and_logs_the_mse(folder: Path, tmp_path: Path) -> None:
+def test_loss_values() -> None:
+    import tensorflow as tf
+
+    from srcnn_fast.train import PSNR_LOSS_FLOOR, _loss
+
+    error = np.random.default_rng(4).normal(0, 0.05, (3, 5, 5, 1)).astype(np.float32)
+    mse = float(np.mean(error.astype(np.float64) ** 2))
+    values = {name: float(_loss(tf, name, tf.constant(error), mse)) for name in ("l1", "psnr")}
+    assert abs(values["l1"] - np.mean(np.abs(error))) < 1e-6, values
+    per_image = np.mean(error.astype(np.float64) ** 2, axis=(1, 2, 3))
+    minus_psnr = np.mean(10 * np.log10(PSNR_LOSS_FLOOR + per_image))
+    assert abs(values["psnr"] - minus_psnr) < 1e-4, (values, minus_psnr)
+
+
+@pytest.mark.parametrize("loss", ["l1", "psnr"])
+def test_other_losses_train_and_log_the_mse(folder: Path, tmp_path: Path, loss: str) -> None:
     from srcnn_fast.errors import DataError
 
     base = {
@@ -327,8 +342,8 @@ def test_l1_loss_trains_and_logs_the_mse(folder: Path, tmp_path: Path) -> None:
         "patch": 17,
     }
     lines: list[str] = []
-    weights = train(TrainConfig(**base, out=str(tmp_path / "l1.npz"), loss="l1"), echo=lines.append)
-    assert weights.provenance["config"]["loss"] == "l1"
+    weights = train(TrainConfig(**base, out=str(tmp_path / "w.npz"), loss=loss), echo=lines.append)
+    assert weights.provenance["config"]["loss"] == loss
     assert any("epoch 1/1" in line and "train" in line for line in lines), lines
     with pytest.raises(DataError, match="unknown loss 'huber'"):
         train(TrainConfig(**base, out=str(tmp_path / "h.npz"), loss="huber"), echo=print)
