@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, assert_close
+from conftest import REPO
 from cudacpu import KERNELS, CpuModule, build, have_compiler, sanitizer_run
 from cudacpu.device import HarnessDevice, tile_edge_shapes
 
@@ -451,8 +451,14 @@ def test_kernel_matches_the_f16_emulation(sample_image: np.ndarray) -> None:
         emulated = network_f16(imageops.bicubic_upscale(luma, weights.scale), weights)
         f16_error, sigma = assert_within_sigmas(got, luma, weights, f"x{weights.scale}")
         emulated_error = np.abs(emulated - ReferenceBackend(weights).upscale_luma(luma))
-        # The emulation's own error against float32 is the kernel's, not a looser one ...
-        assert_close(f16_error, emulated_error, float(emulated_error.max()) / 4, "error vs f32")
+        # The emulation's own error against float32 is the kernel's, not a looser one: the same
+        # worst and mean error (measured: equal to 3 digits, shipped and random weights) ...
+        for stat in (np.max, np.mean):
+            kernel_stat, emulated_stat = float(stat(f16_error)), float(stat(emulated_error))
+            assert abs(kernel_stat - emulated_stat) <= 0.05 * emulated_stat, (
+                f"x{weights.scale}: {stat.__name__} error vs f32 {kernel_stat:.3g}, "
+                f"emulation {emulated_stat:.3g}"
+            )
         # ... and kernel vs emulation stays within 1 sigma everywhere, and on average a few
         # percent of the f16 error itself.
         gap = np.abs(got.astype(np.float64) - emulated)
