@@ -238,11 +238,9 @@ def make_training_pair(
     The LR image is the HR image downscaled by ``downscaler`` (see :data:`DOWNSCALERS`) to 8
     bits, as a saved file would be; both are then converted to luma like inference does.
     """
-    from PIL import Image
-
     if downscaler not in DOWNSCALERS:
         raise DataError(f"unknown downscaler {downscaler!r}: choose {' or '.join(DOWNSCALERS)}")
-    if hr.dtype == np.uint16:  # Pillow resizes 8-bit RGB only; the training sets are 8-bit
+    if hr.dtype == np.uint16:  # both downscalers take 8-bit images; the training sets are 8-bit
         hr = (hr // 257).astype(np.uint8)
     height, width = (hr.shape[0] // scale) * scale, (hr.shape[1] // scale) * scale
     hr = hr[:height, :width]
@@ -251,6 +249,8 @@ def make_training_pair(
     if downscaler == "matlab":
         lr = imageops.matlab_downscale(hr, scale)
     else:
+        from PIL import Image
+
         size = (width // scale, height // scale)
         lr = np.asarray(Image.fromarray(hr).resize(size, Image.Resampling.BICUBIC))
 
