@@ -434,7 +434,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.1,
         help="share of the images held out for validation",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the initial weights and the sub-images drawn (not the hold-out split)",
+    )
     for name, default in (("f1", 9), ("n1", 64), ("f2", 1), ("n2", 32), ("f3", 5)):
         p.add_argument(
             f"--{name}",

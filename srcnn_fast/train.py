@@ -374,10 +374,16 @@ def _downscaled(image: np.ndarray, factor: float) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BICUBIC))
 
 
+#: Seeds the hold-out split, which ``--seed`` does not change: a run that starts from another
+#: run's weights (``--init``) with another seed still validates on images neither trained on.
+HOLDOUT_SEED = 0
+
+
 def load_dataset(config: TrainConfig) -> Dataset:
-    """Training planes (augmented) and whole validation images, split by a seeded choice."""
+    """Training planes (augmented) and whole validation images, split by a fixed seeded choice
+    (the same for every ``--seed`` and scale)."""
     files = image_files(config.data)
-    rng = np.random.default_rng(config.seed)
+    rng = np.random.default_rng(HOLDOUT_SEED)
     n_val = round(len(files) * config.val_fraction) if len(files) > 1 else 0
     val_index = set(rng.choice(len(files), size=n_val, replace=False).tolist())
     factors = config.downscales if config.augment else (1.0,)
@@ -656,6 +662,15 @@ def train(
     init_weights = SRCNNWeights.load(config.init) if config.init else None
     if init_weights is not None:
         set_model_weights(model, init_weights)
+        seen = sorted(set(data.val_files) & set(init_weights.provenance.get("train_images", ())))
+        if seen:
+            # Not refused (a user may mean it), but the validation PSNR no longer measures
+            # images the network has never seen, and the log should say so.
+            log(
+                f"warning: {config.init} was trained on {len(seen)} of the validation images "
+                f"({', '.join(seen[:3])}{', ...' if len(seen) > 3 else ''}): the validation "
+                "PSNR will flatter it"
+            )
     elif config.init_std is not None:
         _gaussian_init(model, config.init_std, config.seed)
     if config.identity_init and init_weights is None:

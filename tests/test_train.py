@@ -134,6 +134,34 @@ def test_short_run_resumes_and_records_provenance(folder: Path, tmp_path: Path) 
     assert chained["total_train_seconds"] > prov["train_seconds"]
 
 
+def test_holdout_split_ignores_the_seed(folder: Path, tmp_path: Path) -> None:
+    """--seed changes the initial weights and the sub-images, never the hold-out split: a run
+    continued from another seed's weights still validates on images neither run trained on."""
+    base = {"data": str(folder), "scale": 2, "out": str(tmp_path / "w.npz"), "val_fraction": 0.4}
+    splits = {
+        seed: load_dataset(TrainConfig(**base, seed=seed)).val_files for seed in (0, 1, 7, 1234)
+    }
+    assert len(splits[0]) == 2 and all(v == splits[0] for v in splits.values()), splits
+
+    # Weights that did train on a validation image: the continued run says so in its log.
+    init = SRCNNWeights.random(arch=TINY, scale=2, seed=5)
+    init.provenance = {"train_images": [splits[0][1], "other.png"]}
+    init.save(tmp_path / "init.npz")
+    config = TrainConfig(
+        **{**base, "seed": 3},
+        init=str(tmp_path / "init.npz"),
+        epochs=1,
+        batch_size=4,
+        steps_per_epoch=2,
+        patch=17,
+        arch=TINY,
+    )
+    lines: list[str] = []
+    train(config, echo=lines.append, progress=False)
+    warned = [line for line in lines if line.startswith("warning:")]
+    assert len(warned) == 1 and f"1 of the validation images ({splits[0][1]})" in warned[0], lines
+
+
 def test_train_command(folder: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "cli.npz"
     argv = [
