@@ -2,8 +2,9 @@
 // packed pixels cross the bus (DESIGN.md section 1, steps 1, 2 and 4).
 //
 // srcnn_unpack: packed 8-bit, 16-bit or float32 pixels (1 to 4 interleaved channels) ->
-//   float planes in [0, 1]: luma (BT.601 studio range; a gray channel is its own luma) and,
-//   for colour, Cb and Cr; the alpha channel (2 or 4 channels) as its own plane.
+//   float planes in [0, 1]: luma (BT.601 studio range; a gray channel mapped into it as the
+//   equal-channel RGB pixel would be, srcnn_fast.imageops.gray_to_luma) and, for colour, Cb and
+//   Cr; the alpha channel (2 or 4 channels) as its own plane.
 // srcnn_pack: HR luma (the network's output) + LR chroma/alpha planes, bicubically upscaled on
 //   the fly -> RGB(A) -> clipped and rounded half to even (integer outputs) -> packed pixels.
 //   Float32 outputs are not clipped, as in srcnn_fast.imageops.
@@ -47,7 +48,9 @@ extern "C" __global__ void srcnn_unpack(const void* __restrict__ pixels, int bit
             planes[c * n + i] = c_ycc_offset[c] + c_rgb_to_ycc[3 * c] * s[0] +
                                 c_rgb_to_ycc[3 * c + 1] * s[1] + c_rgb_to_ycc[3 * c + 2] * s[2];
     } else {
-        planes[i] = s[0];
+        // The luma row summed: Y of (g, g, g), the range the network was trained on.
+        const float gain = c_rgb_to_ycc[0] + c_rgb_to_ycc[1] + c_rgb_to_ycc[2];
+        planes[i] = c_ycc_offset[0] + gain * s[0];
     }
     if (channels == 2 || channels == 4) planes[3 * n + i] = s[channels - 1];
 }
@@ -72,7 +75,8 @@ extern "C" __global__ void srcnn_pack(const float* __restrict__ luma,
             srcnn_store_sample(pixels, i * channels + c, bits, v);
         }
     } else {
-        srcnn_store_sample(pixels, i * channels, bits, Y);
+        // Back from studio range: R of (Y, 128, 128), 255/219 (Y - 16/255).
+        srcnn_store_sample(pixels, i * channels, bits, c_ycc_to_rgb[0] * (Y - c_ycc_offset[0]));
     }
     if (channels == 2 || channels == 4) {
         const float a = srcnn_bicubic(planes + 3 * n, w, h, w, scale, y, x);

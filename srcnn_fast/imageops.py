@@ -88,6 +88,34 @@ def rgb_to_luma(rgb: np.ndarray) -> np.ndarray:
     return rgb_to_ycbcr(rgb)[..., 0]
 
 
+# A gray plane is mapped into the range the network was trained on, studio-range Y in
+# [16, 235] / 255, and back: exactly what happens to the RGB image with three equal channels,
+# whose Y is 16/255 + (219/255) gray (the luma row sums to 219/255) and whose Cb = Cr = 128/255
+# put nothing back into R, G or B. Fed in full range instead, black (0) comes out near 15/255:
+# the network never saw a Y below 16/255. Alpha through the network is a gray plane too.
+GRAY_TO_LUMA_GAIN = float(RGB_TO_YCBCR[0].sum())
+LUMA_TO_GRAY_GAIN = float(YCBCR_TO_RGB[0, 0])  # = 1 / GRAY_TO_LUMA_GAIN = 255/219
+
+
+def gray_to_luma(gray: np.ndarray) -> np.ndarray:
+    """float gray plane in [0, 1] -> float32 studio-range Y (16/255 for black, 235/255 white)."""
+    return gray.astype(np.float32, copy=False) * np.float32(GRAY_TO_LUMA_GAIN) + np.float32(
+        YCBCR_OFFSET[0]
+    )
+
+
+def luma_to_gray(luma: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`gray_to_luma` (float32, unclipped)."""
+    return (luma - np.float32(YCBCR_OFFSET[0])) * np.float32(LUMA_TO_GRAY_GAIN)
+
+
+def image_luma(values: np.ndarray) -> np.ndarray:
+    """The network's input plane of a float image: studio-range Y of RGB(A) or of gray."""
+    if values.ndim == 3 and values.shape[2] >= 3:
+        return rgb_to_luma(values[..., :3])
+    return gray_to_luma(values if values.ndim == 2 else values[..., 0])
+
+
 # --- bicubic ---------------------------------------------------------------------------------
 
 
@@ -206,6 +234,11 @@ LumaUpscaler = Callable[[np.ndarray], np.ndarray]
 ALPHA_MODES = ("bicubic", "network")
 
 
+def upscale_gray(gray: np.ndarray, upscale_luma: LumaUpscaler) -> np.ndarray:
+    """A float gray plane through ``upscale_luma`` in the network's range, mapped back."""
+    return luma_to_gray(upscale_luma(np.ascontiguousarray(gray_to_luma(gray))))
+
+
 def upscale_image(
     image: np.ndarray, scale: int, upscale_luma: LumaUpscaler, alpha: str = "bicubic"
 ) -> np.ndarray:
@@ -215,22 +248,24 @@ def upscale_image(
     RGBA; uint8, uint16 or float32. ``upscale_luma`` maps an (H, W) float32 luma plane to the
     (sH, sW) float32 result (bicubic + network for SRCNN, bicubic alone for the baseline).
     Chroma is upscaled bicubically, alpha too unless ``alpha="network"`` (sharper edges in
-    masks, through ``upscale_luma`` as a gray plane). The result has the input's layout and dtype.
+    masks, through ``upscale_luma`` as a gray plane). Gray planes go through the network as
+    studio-range Y (:func:`gray_to_luma`), as the equal-channel RGB image would. The result has
+    the input's layout and dtype.
     """
     if alpha not in ALPHA_MODES:
         raise ValueError(f"alpha must be one of {ALPHA_MODES}, not {alpha!r}")
     values = to_float(image)
     has_alpha = values.ndim == 3 and values.shape[2] in (2, 4)
     if has_alpha and alpha == "network":
-        upscaled_alpha = upscale_luma(np.ascontiguousarray(values[..., -1]))
+        upscaled_alpha = upscale_gray(values[..., -1], upscale_luma)
         rest = upscale_image(image[..., :-1], scale, upscale_luma)
         alpha_pixels = from_float(np.clip(upscaled_alpha, 0.0, 1.0), image.dtype)
         return np.concatenate([rest.reshape(*rest.shape[:2], -1), alpha_pixels[..., None]], -1)
     if values.ndim == 2:
-        return from_float(upscale_luma(values), image.dtype)
+        return from_float(upscale_gray(values, upscale_luma), image.dtype)
     channels = values.shape[2]
     if channels in (1, 2):
-        planes = [upscale_luma(np.ascontiguousarray(values[..., 0]))]
+        planes = [upscale_gray(values[..., 0], upscale_luma)]
         if channels == 2:
             planes.append(bicubic_upscale(values[..., 1], scale))
         return from_float(np.stack(planes, axis=-1), image.dtype)

@@ -255,8 +255,7 @@ def make_training_pair(
         lr = np.asarray(Image.fromarray(hr).resize(size, Image.Resampling.BICUBIC))
 
     def luma(image: np.ndarray) -> np.ndarray:
-        values = imageops.to_float(image)
-        return values if values.ndim == 2 else imageops.rgb_to_luma(values)
+        return imageops.image_luma(imageops.to_float(image))
 
     return imageops.bicubic_upscale(luma(lr), scale), luma(hr)
 

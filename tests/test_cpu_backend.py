@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -201,3 +202,19 @@ def test_sparse_blocks_skip_only_zero_channels(dead: str) -> None:
     assert_close(got, ReferenceBackend(weights).upscale_luma(luma), ATOL, f"{dead} dead")
     assert cpu.last_work["conv2"] <= (0.5 if dead == "some" else 0.0), cpu.last_work
     assert cpu.last_work["products"] <= 2 / 3 + 1e-9, cpu.last_work
+
+
+def test_the_kernel_cache_is_keyed_by_install(tmp_path: Path, monkeypatch) -> None:
+    """Another install's compiled kernels (same sources, another venv) do not count as this
+    one's: Numba would still compile here, so the first-compile notice must still show."""
+    from srcnn_fast.backends import cpu
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    ours, theirs = cpu.cache_dir(), cpu.cache_dir(tmp_path / "other-venv" / "srcnn_fast")
+    assert ours != theirs and ours.parent == theirs.parent == tmp_path
+    (theirs / "sub").mkdir(parents=True)
+    (theirs / "sub" / "cpu._forward-470.py311.nbi").touch()
+    assert not cpu.is_cached(), "another install's index was taken for this one's"
+    (ours / "sub").mkdir(parents=True)
+    (ours / "sub" / "cpu._forward-470.py311.nbi").touch()
+    assert cpu.is_cached()

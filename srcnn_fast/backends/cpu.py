@@ -96,13 +96,16 @@ VECTORS, CHANNELS = 2, (8 if W >= 16 else 4)
 PIXELS = VECTORS * W
 
 
-def cache_dir() -> Path:
+def cache_dir(install: Path | None = None) -> Path:
     """Per-user folder for the compiled kernels (so a read-only site-packages works).
 
     Under ``NUMBA_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/srcnn-fast`` (``~/.cache/...``),
-    one sub-folder per vector width and per version of the kernel sources: Numba only notices
-    edits to the module that defines a function, so a changed ``simd.py`` or ``polyphase.py``
-    must not meet machine code compiled from the old one.
+    one sub-folder per vector width, per version of the kernel sources and per install (the
+    package folder, ``install``: this one by default). Numba only notices edits to the module
+    that defines a function, so a changed ``simd.py`` or ``polyphase.py`` must not meet machine
+    code compiled from the old one; and Numba keys its index files by the source file's path,
+    so another install's files (a second venv with the same sources) would make
+    :func:`is_cached` say yes while this install still compiles for ~10 s.
     """
     root = os.environ.get("NUMBA_CACHE_DIR")
     if not root:
@@ -111,7 +114,9 @@ def cache_dir() -> Path:
     here = Path(__file__).resolve().parent
     sources = [here / "cpu.py", here / "simd.py", here.parent / "polyphase.py"]
     version = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
-    return Path(root) / f"numba-w{W}-{version}"
+    install = (install or here.parent).resolve()
+    where = hashlib.sha256(os.fsencode(install)).hexdigest()[:8]
+    return Path(root) / f"numba-w{W}-{version}-{where}"
 
 
 # Numba fixes a function's cache location when it is decorated; point it at our folder only
