@@ -12,16 +12,17 @@ import glob
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import ImageError, OutputError, SrcnnError
+from .errors import ImageError, OutputError, SrcnnError, UsageError
 from .imagefile import (
     IMAGE_EXTENSIONS,
     Metadata,
@@ -134,6 +135,31 @@ def collect_jobs(
     return jobs, problems
 
 
+def check_output_option(output: str, several: bool, names_file: bool) -> None:
+    """Refuse an ``-o`` that cannot mean what the run needs, before any work.
+
+    ``several``: the run has more than one output, so ``-o`` must be a folder; ``names_file``:
+    ``output`` is an existing file (not a folder). A name with an image extension is taken for
+    a file, one without for neither: a trailing separator is how a new folder is named.
+    """
+    is_folder = output.endswith(("/", os.sep)) or _is_dir(Path(output))
+    if is_folder:
+        return
+    suffix = PurePosixPath(output).suffix.lower()
+    if several and names_file:
+        raise UsageError(f"{output}: several inputs need -o to name a folder, and this is a file")
+    if several and suffix in IMAGE_EXTENSIONS:
+        raise UsageError(
+            f"{output}: several inputs need -o to name a folder, not a {suffix} file "
+            f"(write {output.removesuffix(PurePosixPath(output).suffix)}/ for a new folder)"
+        )
+    if not several and not names_file and not suffix:
+        raise UsageError(
+            f"{output}: -o names neither an image file (add an extension: "
+            f"{', '.join(IMAGE_EXTENSIONS)}) nor a folder (end it with / to make one)"
+        )
+
+
 def _files_of(
     arg: str, recursive: bool, scale: int, problems: list[str]
 ) -> list[tuple[Path, Path]]:
@@ -166,6 +192,32 @@ def _is_dir(path: Path) -> bool:
         return path.is_dir()
     except OSError:  # a name the file system refuses (too long) is no folder
         return False
+
+
+def check_folder_writable(target: Path, probed: dict[Path, str | None]) -> None:
+    """Refuse, before any work, an output whose folder cannot take new files.
+
+    The folder (or, where it is still to be made, the nearest existing folder above it) is
+    probed by creating an anonymous file in it: permissions, read-only mounts and ACLs all show,
+    as they would only after the image was computed. ``probed`` caches the answer per folder.
+    """
+    folder = target.parent
+    if folder not in probed:
+        existing = folder
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        problem = None
+        if not existing.is_dir():
+            problem = f"{existing} is not a folder"
+        else:
+            try:
+                with tempfile.TemporaryFile(dir=existing):
+                    pass
+            except OSError as exc:
+                problem = f"{existing}: {exc.strerror or exc}"
+        probed[folder] = problem
+    if probed[folder] is not None:
+        raise OutputError(f"{target}: cannot write the output ({probed[folder]})")
 
 
 def check_size(path: Path, max_pixels: int) -> None:
@@ -216,6 +268,7 @@ def run_jobs(
 
     inputs = {job.source.resolve() for job in jobs}
     planned: set[Path] = set()
+    probed: dict[Path, str | None] = {}
     runnable: list[Job] = []
     for job in jobs:
         try:
@@ -234,6 +287,7 @@ def run_jobs(
                         f"{job.target}: already exists (use --overwrite or --skip-existing)"
                     )
             check_writable_format(job.target)
+            check_folder_writable(job.target, probed)
             runnable.append(job)
         except per_file as exc:
             fail(exc, job)

@@ -74,8 +74,20 @@ def _scale(args: argparse.Namespace) -> int | None:
 # --- upscale ---------------------------------------------------------------------------------
 
 
+def _check_shipped_scale(args: argparse.Namespace) -> None:
+    """-s without -w must be a scale we ship weights for: a usage error, in the CLI's words."""
+    from .infer import SHIPPED_SCALES
+
+    if args.weights is None and args.scale is not None and args.scale not in SHIPPED_SCALES:
+        shipped = ", ".join(map(str, SHIPPED_SCALES))
+        raise UsageError(
+            f"-s {args.scale}: no shipped weights for scale {args.scale} (shipped: {shipped}); "
+            "give weights for it with -w FILE"
+        )
+
+
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from .batch import collect_jobs, run_jobs
+    from .batch import check_output_option, collect_jobs, run_jobs
     from .infer import Upscaler
 
     if args.ray is not None:
@@ -83,16 +95,17 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if args.ray_workers is not None:
         _error("--ray-workers needs --ray")
         return EXIT_USAGE
+    _check_shipped_scale(args)
     upscaler = Upscaler(
         _scale(args), args.weights, args.backend, args.precision, alpha=args.alpha, tile=args.tile
     )
     jobs, problems = collect_jobs(args.inputs, upscaler.scale, args.output, args.recursive)
-    out = Path(args.output) if args.output else None
     for problem in problems:
         _error(problem)
-    if out is not None and len(jobs) > 1 and out.exists() and not out.is_dir():
-        _error(f"{out}: several inputs need -o to name a folder, and this is a file")
-        return EXIT_USAGE
+    if args.output is not None:
+        out = Path(args.output)
+        several = len(jobs) > 1 or len(args.inputs) > 1 or any(j.target != out for j in jobs)
+        check_output_option(args.output, several, out.is_file())
     progress = None if not args.quiet else False
 
     def done(job) -> None:
@@ -210,6 +223,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .evaluate import bicubic_upscaler, evaluate
     from .infer import Upscaler
 
+    _check_shipped_scale(args)
     upscaler = Upscaler(_scale(args), args.weights, args.backend, args.precision)
     methods = {"bicubic": bicubic_upscaler(upscaler.scale), "SRCNN": upscaler}
     result = evaluate(args.data, upscaler.scale, methods, keep_images=bool(args.figure))

@@ -44,7 +44,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .batch import DEFAULT_MAX_PIXELS, Summary, _is_our_output, check_size, collect_jobs
+from .batch import (
+    DEFAULT_MAX_PIXELS,
+    Summary,
+    _is_our_output,
+    check_output_option,
+    check_size,
+    collect_jobs,
+)
 from .errors import BackendError, ImageError, OutputError, SrcnnError, UsageError
 from .imagefile import IMAGE_EXTENSIONS, check_writable_format, decode_image, encode_image
 from .infer import WeightsLike, _load_weights
@@ -182,8 +189,12 @@ def run_distributed(
     pairs, problems = _plan(inputs, model.scale, output, recursive, filesystems)
     for problem in problems:
         fail(problem)
-    if output is not None and len(pairs) > 1 and _names_existing_file(output):
-        raise UsageError(f"{output}: several inputs need -o to name a folder, and this is a file")
+    if output is not None:
+        # A local -o means what it means to the local CLI; a URI names no local folder, so
+        # only an existing file there is known to be wrong.
+        local = not _is_uri(output)
+        if local or (len(pairs) > 1 and _names_existing_file(output)):
+            check_output_option(output, len(pairs) > 1, _names_existing_file(output))
     runnable = _check_targets(pairs, filesystems, overwrite, skip_existing, summary, fail)
     if runnable:
         _run_on_ray(

@@ -413,6 +413,13 @@ def _refuse_existing(path: Path, overwrite: bool) -> None:
         raise _already_exists(path)
 
 
+def _discard(tmp: Path) -> None:
+    """Remove a temporary file if it is there. Quietly: on a read-only file system even
+    unlinking a missing file fails (EROFS), and that must not replace the real error."""
+    with contextlib.suppress(OSError):
+        tmp.unlink(missing_ok=True)
+
+
 def _atomic_write(path: Path, fill, overwrite: bool) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -421,11 +428,11 @@ def _atomic_write(path: Path, fill, overwrite: bool) -> None:
         if overwrite or not _link_new(tmp, path):
             os.replace(tmp, path)
     except FileExistsError:  # it appeared while we worked (another program, another run)
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise _already_exists(path) from None
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise

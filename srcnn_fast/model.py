@@ -153,10 +153,11 @@ class SRCNNWeights:
         """Read and validate a raw-array file; every refusal names the file and the problem."""
         path = Path(path)
         try:
-            loaded = np.load(path, allow_pickle=False)
-            if not isinstance(loaded, np.lib.npyio.NpzFile):
-                raise ValueError("a single .npy array, not an .npz archive")
-            with loaded as npz:
+            with open(path, "rb") as stream:
+                magic = stream.read(8)
+            if not magic.startswith(b"PK"):  # every .npz is a zip archive
+                raise WeightsError(f"{path}: not a srcnn-fast weights file ({_kind_of(magic)})")
+            with np.load(path, allow_pickle=False) as npz:
                 contents = {name: npz[name] for name in npz.files}
         except FileNotFoundError:
             raise WeightsError(f"{path}: no such weights file") from None
@@ -223,3 +224,20 @@ class SRCNNWeights:
         return cls(
             arch=arch, scale=scale, provenance={"random_seed": seed}, source="<random>", **arrays
         )
+
+
+#: File signatures people mistake for weights, and what to say about each.
+_SIGNATURES = (
+    (b"\x89HDF", "a Keras/HDF5 file: convert it with `srcnn-fast convert`"),
+    (b"\x93NUMPY", "a single .npy array, not an .npz archive"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+)
+
+
+def _kind_of(magic: bytes) -> str:
+    """What a file that is no .npz archive looks like, from its first bytes."""
+    for signature, kind in _SIGNATURES:
+        if magic.startswith(signature):
+            return kind
+    return "it is not an .npz archive"

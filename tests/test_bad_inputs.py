@@ -223,8 +223,8 @@ def _cli_as_a_user(argv: list[str]) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("out", "problem"),
     [
-        ("{ro}/", "{ro}/a_x2.png: cannot write (Permission denied)"),
-        ("{ro}/sub/", "{ro}/sub: cannot create the folder (Permission denied)"),
+        ("{ro}/", "{ro}/a_x2.png: cannot write the output ({ro}: Permission denied)"),
+        ("{ro}/sub/", "{ro}/sub/a_x2.png: cannot write the output ({ro}: Permission denied)"),
     ],
     ids=["folder", "sub-folder"],
 )
@@ -247,6 +247,38 @@ def test_output_folder_without_write_permission(
     assert len(lines) == 2 and "0 upscaled, 1 failed" in lines[1], lines
 
 
+def test_an_unwritable_output_folder_is_refused_before_any_work(
+    tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """A folder that refuses new files (here: as a read-only mount answers) is found before
+    any image is read or computed, and the message names the output asked for, not a
+    temporary file."""
+    import errno
+    import tempfile
+
+    from srcnn_fast.infer import Upscaler
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    def computed(*args, **kwargs):
+        raise AssertionError("the image was computed before the output was checked")
+
+    write_image(tmp_path / "a.png", GOOD)
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(Upscaler, "__call__", computed)
+    monkeypatch.setattr(Upscaler, "upscale_bands", computed)
+    out = tmp_path / "out"
+    argv = ["upscale", str(tmp_path / "a.png"), "-o", f"{out}/", "-w", str(tiny_weights), "-q"]
+    assert main(argv) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == (
+        f"srcnn-fast: error: {out}/a_x2.png: cannot write the output "
+        f"({tmp_path}: Read-only file system)"
+    ), lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "tiny_x2.npz"]
+
+
 def test_names_too_long_for_the_file_system(tmp_path: Path, tiny_weights: Path, capsys) -> None:
     """An input or an output name over the file system's 255 bytes: one line each (OSError
     from the file system, not a traceback), and the good file of the run is still done."""
@@ -264,10 +296,11 @@ def test_names_too_long_for_the_file_system(tmp_path: Path, tiny_weights: Path, 
     assert lines[0] == f"srcnn-fast: error: {long_output}: File name too long", lines
     assert sorted(p.name for p in tmp_path.iterdir()) == ["good.png", "good_x2.png", "tiny_x2.npz"]
     # Several inputs: -o is checked as a folder before any work (cli.cmd_upscale).
+    long_folder = tmp_path / ("o" * 300)
     argv = ["upscale", str(tmp_path / "good.png"), str(tmp_path / "good_x2.png")]
-    assert main([*argv, "-o", str(long_output), "-w", str(tiny_weights), "-q"]) == 1
+    assert main([*argv, "-o", f"{long_folder}/", "-w", str(tiny_weights), "-q"]) == 1
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines == [f"srcnn-fast: error: {long_output}: File name too long"], lines
+    assert lines == [f"srcnn-fast: error: {long_folder}: File name too long"], lines
 
 
 def test_ctrl_c_mid_write_leaves_no_partial_file(

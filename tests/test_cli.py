@@ -98,7 +98,26 @@ def test_user_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
             "invalid choice: 'warp'",
             2,
         ),
-        (["upscale", str(SAMPLES / "butterfly.png"), "-s", "7"], "no shipped weights", 1),
+        (
+            ["upscale", str(SAMPLES / "butterfly.png"), "-s", "7"],
+            "-s 7: no shipped weights for scale 7 (shipped: 2, 3, 4); give weights for it with -w",
+            2,
+        ),
+        (
+            ["upscale", str(SAMPLES / "butterfly.png"), "-w", str(SAMPLES / "butterfly.png")],
+            "butterfly.png: not a srcnn-fast weights file (a PNG image)",
+            1,
+        ),
+        (
+            ["upscale", str(SAMPLES / "butterfly.png"), "-o", str(tmp_path / "newout")],
+            "newout: -o names neither an image file (add an extension: .png",
+            2,
+        ),
+        (
+            ["upscale", str(SAMPLES / "butterfly.png"), "-o", str(tmp_path / "newout")],
+            "nor a folder (end it with / to make one)",
+            2,
+        ),
         (["upscale", str(SAMPLES / "butterfly.png"), "-s", "zero"], "not an integer", 2),
         (["upscale"], "the following arguments are required", 2),
         (["convert", str(tmp_path / "none.h5"), str(tmp_path / "o.npz"), "-s", "3"], "none.h5", 1),
@@ -112,6 +131,23 @@ def test_user_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
         assert "Traceback" not in run.stderr
         if code == 1:  # a failure is one line; a usage error (2) also shows the usage
             assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert list(tmp_path.iterdir()) == [], "no refused run wrote anything"
+
+
+def test_several_inputs_into_an_image_name_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    """`upscale a.png b.png -o single.png` used to make a folder named single.png/."""
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    image = np.zeros((5, 6, 3), np.uint8)
+    write_image(a, image)
+    write_image(b, image)
+    single = tmp_path / "single.png"
+    assert main(["upscale", str(a), str(b), "-o", str(single), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"srcnn-fast: error: {single}: several inputs need -o to name a folder, not a .png "
+        f"file (write {tmp_path / 'single'}/ for a new folder)\n"
+    ), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png"]
 
 
 def test_console_script_upscales_the_sample(tmp_path: Path) -> None:
