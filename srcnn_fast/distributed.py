@@ -52,7 +52,7 @@ from .batch import (
     check_size,
     collect_jobs,
 )
-from .errors import BackendError, ImageError, OutputError, SrcnnError, UsageError
+from .errors import BackendError, ImageError, OutputError, SrcnnError
 from .imagefile import IMAGE_EXTENSIONS, check_writable_format, decode_image, encode_image
 from .infer import WeightsLike, _load_weights
 
