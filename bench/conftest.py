@@ -37,14 +37,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     write = terminalreporter.write_line
     write("")
     write("srcnn-fast speed summary: median ms; 'vs best peer' = best peer median / this median")
-    header = f"{'group':<14}{'impl':<13}{'median ms':>11}{'GFLOP/s':>9}{'Mpix/s':>9}  vs best peer"
+    header = f"{'group':<18}{'impl':<16}{'median ms':>11}{'GFLOP/s':>9}{'Mpix/s':>9}  vs best peer"
     write(header)
     write("-" * len(header))
     for group, benches in groups.items():
         for bench in sorted(benches, key=lambda b: b.stats.median):
             # GPU implementations are compared with GPU peers (cuDNN), CPU ones with CPU peers.
-            gpu = bench.extra_info["impl"] == "cuda" or bench.extra_info["kind"] == "gpu-peer"
-            kind = "gpu-peer" if gpu else "peer"
+            kind = "gpu-peer" if bench.extra_info["gpu"] else "peer"
             peers = [b for b in benches if b.extra_info["kind"] == kind]
             best = min(peers, key=lambda b: b.stats.median) if peers else None
             median = bench.stats.median
@@ -55,7 +54,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
             if work:  # share of the dense conv2 / products the sparse blocks computed
                 label += f"  (conv2 {work['conv2']:.0%}, products {work['products']:.0%} done)"
             write(
-                f"{group:<14}{bench.extra_info['impl']:<13}{median * 1e3:>11.1f}"
+                f"{group:<18}{bench.extra_info['impl']:<16}{median * 1e3:>11.1f}"
                 f"{gflops(pixels, median):>9.1f}{pixels / median / 1e6:>9.1f}  {label}"
             )
             rows.append(

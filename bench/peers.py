@@ -96,17 +96,19 @@ def tensorflow_peer(weights: SRCNNWeights) -> Runner:
     return lambda plane: forward(plane[None, :, :, None]).numpy()[0, :, :, 0]
 
 
-def _torch_runner(weights: SRCNNWeights, device: str, memory_format) -> Runner:
-    """The network in PyTorch (replicate pad + conv2d per layer) on ``device``."""
+def _torch_runner(weights: SRCNNWeights, device: str, memory_format, dtype=None) -> Runner:
+    """The network in PyTorch (replicate pad + conv2d per layer) on ``device``, computing in
+    ``dtype`` (default float32; the float32 plane is converted on the device, inside the time)."""
     import torch
     import torch.nn.functional as F
 
+    dtype = dtype or torch.float32
     layers = [
         (
             torch.from_numpy(k.transpose(3, 2, 0, 1).copy()).to(
-                device, memory_format=memory_format
+                device, dtype, memory_format=memory_format
             ),
-            torch.from_numpy(b).to(device),
+            torch.from_numpy(b).to(device, dtype),
             relu,
         )
         for k, b, relu in _layers(weights)
@@ -114,7 +116,8 @@ def _torch_runner(weights: SRCNNWeights, device: str, memory_format) -> Runner:
 
     def run(plane: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            x = torch.from_numpy(plane).to(device)[None, None].to(memory_format=memory_format)
+            x = torch.from_numpy(plane).to(device)[None, None]
+            x = x.to(dtype, memory_format=memory_format)
             for kernel, bias, relu in layers:
                 r = (kernel.shape[-1] - 1) // 2
                 if r:
@@ -122,7 +125,7 @@ def _torch_runner(weights: SRCNNWeights, device: str, memory_format) -> Runner:
                 x = F.conv2d(x, kernel, bias)
                 if relu:
                     x = F.relu(x)
-            return x[0, 0].cpu().numpy()
+            return x[0, 0].float().cpu().numpy()
 
     return run
 
@@ -134,8 +137,9 @@ def pytorch_peer(weights: SRCNNWeights) -> Runner:
     return _torch_runner(weights, "cpu", torch.contiguous_format)
 
 
-def cudnn_peer(weights: SRCNNWeights, channels_last: bool) -> Runner:
-    """cuDNN through PyTorch on the GPU, TF32 allowed (its fastest FP32-input mode)."""
+def cudnn_peer(weights: SRCNNWeights, channels_last: bool, fp16: bool = False) -> Runner:
+    """cuDNN through PyTorch on the GPU, TF32 allowed (its fastest FP32-input mode); with
+    ``fp16``, float16 data and weights (tensor cores, as our fp16 precision mode)."""
     import torch
 
     if not torch.cuda.is_available():
@@ -144,7 +148,7 @@ def cudnn_peer(weights: SRCNNWeights, channels_last: bool) -> Runner:
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return _torch_runner(weights, "cuda", fmt)
+    return _torch_runner(weights, "cuda", fmt, torch.float16 if fp16 else torch.float32)
 
 
 #: name -> (module that must import, factory)
@@ -155,6 +159,10 @@ PEERS: dict[str, tuple[str, Callable[[SRCNNWeights], Runner]]] = {
     "pytorch": ("torch", pytorch_peer),
     "cudnn-nchw": ("torch", lambda w: cudnn_peer(w, channels_last=False)),
     "cudnn-nhwc": ("torch", lambda w: cudnn_peer(w, channels_last=True)),
+    "cudnn-nchw-fp16": ("torch", lambda w: cudnn_peer(w, channels_last=False, fp16=True)),
+    "cudnn-nhwc-fp16": ("torch", lambda w: cudnn_peer(w, channels_last=True, fp16=True)),
 }
 #: Peers that run on a GPU: compared with our GPU backend, not the CPU one.
-GPU_PEERS = {"cudnn-nchw", "cudnn-nhwc"}
+GPU_PEERS = {"cudnn-nchw", "cudnn-nhwc", "cudnn-nchw-fp16", "cudnn-nhwc-fp16"}
+#: Peers that compute in float16: compared with our fp16 precision mode.
+FP16_PEERS = {"cudnn-nchw-fp16", "cudnn-nhwc-fp16"}
