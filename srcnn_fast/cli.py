@@ -8,16 +8,20 @@ to a one-line message and an exit code: 0 success, 1 a failure (some files faile
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import sys
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .backends import BACKEND_NAMES
 from .batch import DEFAULT_MAX_PIXELS
 from .errors import SrcnnError, UsageError
-from .train import DOWNSCALERS, LOSSES, OPTIMIZERS, TrainConfig
+from .train import TrainConfig
+from .train.config import Check, about
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -33,16 +37,6 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
-    return value
-
-
-def _downscale_factor(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"a downscale factor must be in (0, 1]: {text!r}")
     return value
 
 
@@ -177,43 +171,119 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .model import Architecture
     from .train import train
 
-    try:
-        arch = Architecture(f1=args.f1, n1=args.n1, f2=args.f2, n2=args.n2, f3=args.f3)
-    except ValueError as exc:  # an even kernel size
-        _error(f"bad architecture: {exc}")
-        return EXIT_USAGE
-    config = TrainConfig(
-        data=args.data,
-        scale=args.scale,
-        out=args.out,
-        epochs=args.epochs,
-        steps_per_epoch=args.steps,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        final_learning_rate=args.final_lr,
-        optimizer=args.optimizer,
-        init_std=args.init_std,
-        revive_dead=args.revive_dead,
-        loss=args.loss,
-        input_offset=args.input_offset,
-        centre_hidden=args.centre_hidden,
-        identity_init=args.identity_init,
-        last_layer_lr_factor=args.last_layer_lr,
-        patch=args.patch,
-        augment=not args.no_augment,
-        downscales=tuple(args.downscales),
-        downscaler=args.downscaler,
-        val_fraction=args.val_fraction,
-        init=args.init,
-        seed=args.seed,
-        arch=arch,
-        checkpoint_dir=args.checkpoint_dir,
-    )
-    train(config, resume=not args.restart)
+    train(_from_options(TrainConfig, args), resume=not args.restart)
     return EXIT_OK
+
+
+#: How a value the command line could not read is described, by the type it should have had.
+_TYPE_NAMES = {int: "an integer", float: "a number"}
+
+
+def _value_parser(kind: type, check: Check | None) -> Callable[[str], Any]:
+    """argparse's ``type`` for a config value: the text as ``kind``, refused (a usage error,
+    exit 2) when it is not one or fails ``check``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {_TYPE_NAMES[kind]}: {text!r}") from None
+        if check is not None and not check.holds(value):
+            raise argparse.ArgumentTypeError(f"{check.message}: {text!r}")
+        return value
+
+    return parse
+
+
+def _shown(value: Any) -> str:
+    """A default as the command line would give it."""
+    if isinstance(value, tuple):
+        return " ".join(f"{v:g}" for v in value)
+    return str(value)
+
+
+def _add_options(parser: argparse.ArgumentParser, config_type: type) -> None:
+    """One option per field of the dataclass ``config_type`` (TrainConfig), all made from the
+    field: spelling (``--field-name``, or its :class:`About`'s flags), type and default from
+    its annotation and default, choices and checks, help from its documentation. A bool that
+    defaults to True becomes ``--no-field-name``; a dataclass-valued field (the architecture)
+    becomes a group with one option per field of its own."""
+    hints = typing.get_type_hints(config_type)
+    for field in dataclasses.fields(config_type):
+        info, hint = about(field), hints[field.name]
+        if dataclasses.is_dataclass(hint):
+            # Its fields' options are named and stored by their own names (--f1 -> args.f1).
+            group = parser.add_argument_group(field.name, info.doc)
+            part_hints = typing.get_type_hints(hint)
+            for part in dataclasses.fields(hint):
+                group.add_argument(
+                    f"--{part.name}",
+                    dest=part.name,
+                    type=_value_parser(part_hints[part.name], info.check),
+                    default=part.default,
+                    help=f"default {part.default}",
+                )
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        required = field.default is dataclasses.MISSING
+        default = None if required else field.default
+        if hint is bool:
+            flag = f"--no-{flag[2:]}" if default else flag
+            parser.add_argument(
+                *(info.flags or (flag,)),
+                dest=field.name,
+                action="store_false" if default else "store_true",
+                help=_escaped(f"no {info.doc}" if default else info.doc),
+            )
+            continue
+        kind, many = _value_kind(hint)
+        flags = info.flags or (flag,)
+        shown = "" if default is None else f" (default: {_shown(default)})"
+        parser.add_argument(
+            *flags,
+            dest=field.name,
+            # Named by the option (as argparse would without dest), or its choices.
+            metavar=None if info.choices else flags[-1][2:].upper().replace("-", "_"),
+            type=_value_parser(kind, info.check),
+            nargs="+" if many else None,
+            choices=info.choices,
+            required=required,
+            default=default,
+            help=_escaped(info.doc + shown),
+        )
+
+
+def _escaped(help_text: str) -> str:
+    return help_text.replace("%", "%%")  # argparse %-formats help texts
+
+
+def _value_kind(hint: Any) -> tuple[type, bool]:
+    """(the type of one value, whether the field is a tuple of them) for an annotation such
+    as ``int``, ``float | None`` or ``tuple[float, ...]``."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) is tuple:
+        return args[0], True
+    return (args[0] if args else hint), False
+
+
+def _from_options(config_type: type, args: argparse.Namespace) -> Any:
+    """The config that the options made by :func:`_add_options` describe."""
+    hints = typing.get_type_hints(config_type)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(config_type):
+        hint = hints[field.name]
+        if dataclasses.is_dataclass(hint):
+            parts = {part.name: getattr(args, part.name) for part in dataclasses.fields(hint)}
+            try:
+                values[field.name] = hint(**parts)
+            except ValueError as exc:  # e.g. an even kernel size
+                raise UsageError(f"bad {hint.__name__.lower()}: {exc}") from None
+        else:
+            value = getattr(args, field.name)
+            values[field.name] = tuple(value) if typing.get_origin(hint) is tuple else value
+    return config_type(**values)
 
 
 # --- eval ------------------------------------------------------------------------------------
@@ -369,99 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("train", help="train SRCNN with Keras on a folder of images")
-    p.add_argument("--data", required=True, help="folder of training images (e.g. T91)")
-    p.add_argument("-s", "--scale", type=_positive_int, required=True)
-    p.add_argument("--out", required=True, help="weights file to write (.npz)")
-    p.add_argument("--epochs", type=_positive_int, default=40)
-    p.add_argument("--steps", type=_positive_int, default=1000, help="batches per epoch")
-    p.add_argument("--batch-size", type=_positive_int, default=16)
-    p.add_argument("--lr", type=float, default=1e-3, help="initial rate (cosine decay)")
-    p.add_argument("--final-lr", type=float, default=1e-5, help="rate at the last epoch")
-    p.add_argument(
-        "--optimizer",
-        choices=OPTIMIZERS,
-        default="adam",
-        help="adam (default), or sgd with momentum 0.9 (the paper's)",
-    )
-    p.add_argument(
-        "--init-std",
-        type=float,
-        help="Gaussian initial kernels of this deviation (the paper: 0.001); default Glorot",
-    )
-    p.add_argument(
-        "--last-layer-lr",
-        type=float,
-        default=1.0,
-        help="factor on the last layer's rate (the paper: 0.1)",
-    )
-    p.add_argument("--patch", type=_positive_int, default=33, help="sub-image size")
-    p.add_argument(
-        "--no-augment", action="store_true", help="no flips/rotations or downscaled copies"
-    )
-    p.add_argument(
-        "--downscales",
-        type=_downscale_factor,
-        nargs="+",
-        default=list(TrainConfig.downscales),
-        metavar="F",
-        help="train on copies of each image downscaled by these factors (1: the image itself; "
-        f"default: {' '.join(f'{f:g}' for f in TrainConfig.downscales)})",
-    )
-    p.add_argument(
-        "--downscaler",
-        choices=DOWNSCALERS,
-        default=TrainConfig.downscaler,
-        help="how LR images are made: matlab (default; imresize, as the benchmark sets' LR "
-        "files) or pillow (Pillow's BICUBIC resize)",
-    )
-    p.add_argument("--init", help="start from these weights (e.g. another scale's)")
-    p.add_argument(
-        "--revive-dead",
-        action="store_true",
-        help="re-initialise dead ReLU channels at the start and after each epoch",
-    )
-    p.add_argument(
-        "--loss",
-        choices=LOSSES,
-        default="mse",
-        help="mse (default), l1 (mean absolute error) or psnr (minus the sub-images' mean PSNR)",
-    )
-    p.add_argument(
-        "--input-offset",
-        type=float,
-        default=0.0,
-        help="subtract this from the input luma while training (folded into conv1's bias)",
-    )
-    p.add_argument(
-        "--centre-hidden",
-        action="store_true",
-        help="also centre conv2's and conv3's inputs while training (folded into the biases)",
-    )
-    p.add_argument(
-        "--identity-init",
-        action="store_true",
-        help="start from a network that outputs its bicubic input (learn the residual)",
-    )
-    p.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.1,
-        help="share of the images held out for validation",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seeds the initial weights and the sub-images drawn (not the hold-out split)",
-    )
-    for name, default in (("f1", 9), ("n1", 64), ("f2", 1), ("n2", 32), ("f3", 5)):
-        p.add_argument(
-            f"--{name}",
-            type=_positive_int,
-            default=default,
-            help=f"architecture (default {default})",
-        )
-    p.add_argument("--checkpoint-dir", help="checkpoints and train.log (default OUT.ckpt)")
+    _add_options(p, TrainConfig)
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.set_defaults(func=cmd_train)
 

@@ -1,10 +1,11 @@
 """The NumPy reference network equals TensorFlow running the Keras model with the same weights
 and explicit edge-replicate padding. This is what "validated against TensorFlow" means.
 
-Tolerance: float32 max-abs 1e-5. Both sides sum the same products in float32 in different
-orders (im2col GEMM vs oneDNN convolution); with Glorot-scaled weights and inputs in [0, 1] the
-outputs are O(1) and the accumulated rounding is a few 1e-7, so 1e-5 leaves a margin of ~10x
-while still catching any real indexing or padding mistake (those move outputs by >= 1e-3).
+Tolerance: float32 max-abs 1e-5. The reference sums the products in float64 and rounds to
+float32 once per layer; TensorFlow sums them in float32 (oneDNN convolution, in its own order).
+With Glorot-scaled weights and inputs in [0, 1] the outputs are O(1) and TensorFlow's accumulated
+rounding is a few 1e-7, so 1e-5 leaves a margin of ~10x while still catching any real indexing
+or padding mistake (those move outputs by >= 1e-3).
 """
 
 from __future__ import annotations

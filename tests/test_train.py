@@ -17,7 +17,6 @@ from srcnn_fast.model import Architecture, SRCNNWeights
 from srcnn_fast.train import (
     PatchSampler,
     TrainConfig,
-    _conv_layers,
     build_keras_model,
     dihedral,
     learning_rate_at,
@@ -26,6 +25,7 @@ from srcnn_fast.train import (
     revive_dead_channels,
     train,
 )
+from srcnn_fast.train.keras_model import _conv_layers
 
 pytest.importorskip("tensorflow")
 
@@ -244,7 +244,7 @@ def test_paper_optimizer_and_initialisation(folder: Path, tmp_path: Path) -> Non
 
 def test_checkpoints_from_before_the_optimizer_option_resume(folder: Path, tmp_path: Path) -> None:
     """A checkpoint whose recipe lacks the fields added later resumes as their defaults."""
-    from srcnn_fast.train import _checkpoint_state
+    from srcnn_fast.train.loop import _checkpoint_state
 
     out = tmp_path / "old.npz"
     config = TrainConfig(
@@ -290,7 +290,8 @@ def test_centring_is_folded_into_the_biases() -> None:
     """A model that centres its conv layers' inputs computes what its raw weights compute:
     weights_from_model folds the centring into the biases, set_model_weights unfolds it, and
     recentre moves the means to the data's without changing the output."""
-    from srcnn_fast.train import _centring, recentre, set_model_weights, weights_from_model
+    from srcnn_fast.train import recentre, set_model_weights, weights_from_model
+    from srcnn_fast.train.keras_model import _centring
 
     weights = SRCNNWeights.random(arch=TINY, scale=2, seed=5)
     weights.b1[:] = np.abs(weights.b1) + 0.1  # most channels alive, so the means matter
@@ -346,7 +347,7 @@ def test_identity_start_outputs_the_bicubic_input(folder: Path, tmp_path: Path, 
 def test_loss_values() -> None:
     import tensorflow as tf
 
-    from srcnn_fast.train import PSNR_LOSS_FLOOR, _loss
+    from srcnn_fast.train.loop import PSNR_LOSS_FLOOR, _loss
 
     error = np.random.default_rng(4).normal(0, 0.05, (3, 5, 5, 1)).astype(np.float32)
     mse = float(np.mean(error.astype(np.float64) ** 2))

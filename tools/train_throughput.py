@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from srcnn_fast.train import TrainConfig, _import_keras, build_keras_model, load_dataset
+from srcnn_fast.train import TrainConfig, build_keras_model, load_dataset
+from srcnn_fast.train.keras_model import _import_keras
 
 
 def main() -> None:
