@@ -1,7 +1,7 @@
 // srcnn_fused_config.cuh: the compile-time configuration shared by the fused network kernels
 // (srcnn_fused_f32.cu, srcnn_fused_tc.cu). Every value has a default (9-1-5, 64/32 maps, a
 // 16 x 32 output tile, 256 threads) so each file compiles on its own; the host passes -D...
-// (srcnn_fast.backends.cuda.fused_options).
+// (srcnn_fast.backends.cuda_common.fused_options).
 #pragma once
 
 #ifndef F1
@@ -34,3 +34,18 @@
 #define REGION_W (TILE_W + 2 * R3)
 #define WINDOW_H (REGION_H + 2 * R1)
 #define WINDOW_W (REGION_W + 2 * R1)
+
+// SRCNN_SMEM_BYTES is the dynamic shared memory the host launches a block with: the host
+// computes it (srcnn_fast.backends.cuda_fp32 / cuda_tensorcore) to pick the largest tile that
+// fits the device, and the kernel lays that memory out from the macros above. Each kernel
+// checks the host's number against its own layout with SRCNN_CHECK_SMEM_BYTES, so a host and
+// a kernel that disagree fail every compile (NVRTC, the compile gate, the CPU harness) rather
+// than overrun or waste shared memory. Compiled on its own (no -D), there is nothing to check.
+#ifdef SRCNN_SMEM_BYTES
+#define SRCNN_CHECK_SMEM_BYTES(layout)                                               \
+    static_assert(SRCNN_SMEM_BYTES == (layout),                                      \
+                  "SRCNN_SMEM_BYTES (the host's shared memory per block) differs from " \
+                  "this kernel's layout")
+#else
+#define SRCNN_CHECK_SMEM_BYTES(layout) static_assert(true, "")
+#endif

@@ -28,8 +28,9 @@
 
 #include "srcnn_fused_config.cuh"
 
-// Dynamic shared memory the host must provide for one block (bytes).
+// Dynamic shared memory the host must provide for one block (bytes): features + window below.
 #define SRCNN_F32_SMEM_BYTES (4 * (N2 * REGION_H * REGION_W + WINDOW_H * WINDOW_W))
+SRCNN_CHECK_SMEM_BYTES(SRCNN_F32_SMEM_BYTES);
 
 __constant__ float c_w1[F1 * F1 * N1];  // HWIO with I = 1: [dy][dx][c]
 __constant__ float c_b1[N1];

@@ -32,7 +32,8 @@
 //     (stride 724 = 4 mod 16 words: conflict-free stores from the D fragments)
 //   + input window 28 x 44 x 4 B = 4,928 B + weight fragments (48 + 16 + 8) x 256 B = 18,432 B
 //   + biases (64 + 32) x 4 B = 384 B; total 96,144 B (SRCNN_TC_SMEM_BYTES; the host computes the
-//   same number). Fits sm_86/sm_89 (99 KB per block); sm_80 and sm_90 run 1 and 2 blocks per SM.
+//   same number and passes it as SRCNN_SMEM_BYTES, which this file checks). Fits sm_86/sm_89
+//   (99 KB per block); sm_80 and sm_90 run 1 and 2 blocks per SM.
 //   registers: 32 conv1 accumulators + 16 conv2 accumulators/A fragments + addressing; the
 //   compile gate (NVRTC 12.9) reports 98 on sm_86/89/90 and 123 on sm_80, no spills;
 //   constant memory: 18,432 B of f16 fragments + 388 B of biases + the bicubic weights.
@@ -73,6 +74,7 @@
 // Dynamic shared memory the host must provide for one block (bytes).
 #define SRCNN_TC_SMEM_BYTES \
     (4 * (W1_WORDS + W2_WORDS + W3_WORDS + N1P + N2P + WINDOW_H * WINDOW_W + T3 * CSTRIDE))
+SRCNN_CHECK_SMEM_BYTES(SRCNN_TC_SMEM_BYTES);
 
 static_assert(THREADS % 32 == 0, "THREADS must be a whole number of warps");
 

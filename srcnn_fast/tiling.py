@@ -26,6 +26,11 @@ import numpy as np
 BICUBIC_REACH = 3
 
 
+def round_up(n: int, m: int) -> int:
+    """n rounded up to a multiple of m (padded channel, tap and pixel counts of the kernels)."""
+    return -(-n // m) * m
+
+
 def tile_halo(radii: Sequence[int], scale: int) -> int:
     """LR halo around a tile that makes its kept output exact (see the module docstring)."""
     return BICUBIC_REACH + -(-sum(radii) // scale)

@@ -70,6 +70,7 @@ from numba import njit, prange
 
 from ..model import SRCNNWeights
 from ..polyphase import axis_geometry, fold_conv1, phase_window_starts, window_size
+from ..tiling import round_up
 from .plans import PlanCache
 from .simd import (
     W,
@@ -194,10 +195,6 @@ class _BandScratch(NamedTuple):
     live1: np.ndarray
     live2: np.ndarray
     counts: np.ndarray
-
-
-def _round_up(n: int, m: int) -> int:
-    return (n + m - 1) // m * m
 
 
 @njit(cache=True, inline="always")
@@ -561,10 +558,10 @@ class CpuBackend:
             return
         self.scale = weights.scale
         self.threads = threads or numba.get_num_threads()
-        n1p = _round_up(arch.n1, max(W, CHANNELS))
-        n2p = _round_up(arch.n2, max(W, CHANNELS))
+        n1p = round_up(arch.n1, max(W, CHANNELS))
+        n2p = round_up(arch.n2, max(W, CHANNELS))
         nk = arch.f3 * arch.f3
-        nkp = _round_up(nk, max(W, CHANNELS))
+        nkp = round_up(nk, max(W, CHANNELS))
 
         def padded(array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
             out = np.zeros(shape, np.float32)
@@ -598,7 +595,7 @@ class CpuBackend:
         rows = axis_geometry(h, s, arch.f1)
         cols = axis_geometry(w, s, arch.f1)
         k1 = fold_conv1(self.w1, rows, cols)  # (rc, cc, t, t, n1p)
-        width_blocks = _round_up(w, PIXELS)
+        width_blocks = round_up(w, PIXELS)
         lr_pad = t + 2
         lr_stride = lr_pad + width_blocks + t + PIXELS + 2
         r3 = (arch.f3 - 1) // 2

@@ -8,6 +8,10 @@ cross the bus; CuPy arrays in give CuPy arrays out with no host copy at all.
 The host-side logic (constants, launch geometry, buffers) is written against a tiny "device"
 interface, so the tests run this exact code with the CUDA-on-CPU harness standing in for CuPy
 (``tests/cudacpu``): CuPy is only the thing that owns GPU memory and launches.
+
+Modules, imported one way: :mod:`.cuda_common` (what every precision shares) <- one module per
+precision, each building its network kernel (:mod:`.cuda_fp32`, :mod:`.cuda_tensorcore` for
+"fp16") <- this one, which picks the precision and runs the pipeline.
 """
 
 from __future__ import annotations
@@ -19,70 +23,31 @@ import sys
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from .. import imageops
 from ..errors import BackendError, ImageError
 from ..model import SRCNNWeights
+from .cuda_common import (
+    MAX_SCALE,
+    THREADS,
+    Device,
+    Module,
+    NetworkKernel,
+    bicubic_constants,
+    compile_options,
+    kernel_dir,
+)
+from .cuda_fp32 import fp32_network
+from .cuda_fp32 import tile_for as tile_for  # re-exported: the tests pick tiles with it
+from .cuda_tensorcore import tensorcore_network, tensorcore_problem
 from .plans import PlanCache
 
-#: Threads per block of every kernel (the fused kernel's __launch_bounds__).
-THREADS = 256
-#: Output tiles (TILE_H, TILE_W) of the fused kernels, largest first.
-TILES = ((16, 32), (8, 32), (8, 16), (4, 16))
-MAX_SCALE = 8
-
-
-def kernel_dir() -> Path:
-    """Folder of the CUDA sources, in a checkout or an installed wheel."""
-    return Path(str(resources.files("srcnn_fast.kernels")))
-
-
-def tile_for(max_shared_bytes: int, weights: SRCNNWeights) -> tuple[int, int]:
-    """Largest (TILE_H, TILE_W) of the fused kernel whose shared memory fits the device."""
-    for tile in TILES:
-        if fused_shared_bytes(weights, tile) <= max_shared_bytes:
-            return tile
-    raise BackendError(f"the GPU's shared memory ({max_shared_bytes} B) is too small")
-
-
-def fused_options(weights: SRCNNWeights, tile: tuple[int, int]) -> tuple[str, ...]:
-    """The ``#define``s the fused kernel is compiled with for these weights and tile."""
-    a = weights.arch
-    if a.f2 != 1:
-        raise BackendError(f"the CUDA kernel needs a 1x1 conv2; {a.name} has {a.f2}x{a.f2}")
-    return (
-        f"-DF1={a.f1}",
-        f"-DN1={a.n1}",
-        f"-DN2={a.n2}",
-        f"-DF3={a.f3}",
-        f"-DTILE_H={tile[0]}",
-        f"-DTILE_W={tile[1]}",
-        f"-DTHREADS={THREADS}",
-    )
-
-
-def fused_shared_bytes(weights: SRCNNWeights, tile: tuple[int, int]) -> int:
-    a = weights.arch
-    r3, r1 = (a.f3 - 1) // 2, (a.f1 - 1) // 2
-    region = (tile[0] + 2 * r3) * (tile[1] + 2 * r3)
-    window = (tile[0] + 2 * r3 + 2 * r1) * (tile[1] + 2 * r3 + 2 * r1)
-    return 4 * (a.n2 * region + window)
-
-
-def bicubic_constants(scale: int) -> tuple[np.ndarray, np.ndarray]:
-    """The per-phase weights and origins of imageops, padded to SRCNN_MAX_SCALE phases."""
-    if scale > MAX_SCALE:
-        raise BackendError(f"the CUDA kernels support scales up to {MAX_SCALE}, not {scale}")
-    weights = np.zeros((MAX_SCALE, 4), np.float32)
-    origin = np.zeros(MAX_SCALE, np.int32)
-    weights[:scale] = imageops.bicubic_phase_weights(scale)
-    origin[:scale] = imageops.bicubic_phase_origin(scale)
-    return weights.reshape(-1), origin
+#: The precision modes and the module that builds each one's network kernel.
+PRECISIONS = {"fp32": fp32_network, "fp16": tensorcore_network}
 
 
 def colour_constants() -> dict[str, np.ndarray]:
@@ -94,57 +59,13 @@ def colour_constants() -> dict[str, np.ndarray]:
     }
 
 
-def compile_options(source: Path, options: tuple[str, ...]) -> tuple[str, ...]:
-    """Exactly what NVRTC gets from this backend (CuPy adds the target architecture)."""
-    return ("-std=c++17", f"-I{source.parent}", *options)
-
-
-@dataclass
-class NetworkKernel:
-    """One compiled form of the network: what to compile, launch and put in constant memory."""
-
-    source: Path
-    options: tuple[str, ...]
-    name: str
-    tile: tuple[int, int]
-    shared_bytes: int
-    constants: dict[str, np.ndarray]
-
-
-def fp32_network(weights: SRCNNWeights, max_shared_bytes: int) -> NetworkKernel:
-    """``srcnn_fused_f32`` for these weights on a device with this much shared memory."""
-    tile = tile_for(max_shared_bytes, weights)
-    bicubic_w, bicubic_origin = bicubic_constants(weights.scale)
-    return NetworkKernel(
-        source=kernel_dir() / "srcnn_fused_f32.cu",
-        options=(f"-DSRCNN_MAX_SCALE={MAX_SCALE}", *fused_options(weights, tile)),
-        name="srcnn_fused_f32",
-        tile=tile,
-        shared_bytes=fused_shared_bytes(weights, tile),
-        constants={
-            "c_w1": weights.w1.reshape(-1),
-            "c_b1": weights.b1,
-            "c_w2": weights.w2.reshape(-1),
-            "c_b2": weights.b2,
-            "c_w3": weights.w3.reshape(-1),
-            "c_b3": weights.b3,
-            "c_bicubic_weight": bicubic_w,
-            "c_bicubic_origin": bicubic_origin,
-        },
-    )
-
-
 def network_kernel(
     weights: SRCNNWeights, max_shared_bytes: int, precision: str = "fp32"
 ) -> NetworkKernel:
     """The network kernel of a precision mode."""
-    if precision == "fp32":
-        return fp32_network(weights, max_shared_bytes)
-    if precision == "fp16":
-        from .cuda_tensorcore import tensorcore_network
-
-        return tensorcore_network(weights, max_shared_bytes)
-    raise BackendError(f"unknown precision {precision!r} (use fp32 or fp16)")
+    if precision not in PRECISIONS:
+        raise BackendError(f"unknown precision {precision!r} (use fp32 or fp16)")
+    return PRECISIONS[precision](weights, max_shared_bytes)
 
 
 def pixel_build() -> tuple[Path, tuple[str, ...]]:
@@ -160,22 +81,6 @@ def kernel_builds(
     return [(network.source, network.options), pixel_build()]
 
 
-class Module(Protocol):
-    def get_function(self, name: str) -> Any: ...
-
-    def set_constant(self, name: str, array: np.ndarray) -> None: ...
-
-
-class Device(Protocol):
-    """What the pipeline needs from a GPU runtime (CuPy) or the CPU harness."""
-
-    xp: Any  # the array module: cupy, or numpy for the harness
-    max_shared_bytes: int
-    stream: Any  # the stream kernels are launched on (None: the current one)
-
-    def compile(self, source: Path, options: tuple[str, ...]) -> Module: ...
-
-
 @dataclass
 class _Buffers:
     planes: Any
@@ -188,12 +93,8 @@ class Pipeline:
     def __init__(self, weights: SRCNNWeights, device: Device, precision: str = "fp32") -> None:
         self.weights, self.device, self.scale = weights, device, weights.scale
         self.precision = precision
-        if precision == "fp16":
-            from .cuda_tensorcore import tensorcore_problem
-
-            problem = tensorcore_problem(device)
-            if problem:
-                raise BackendError(problem)
+        if precision == "fp16" and (problem := tensorcore_problem(device)):
+            raise BackendError(problem)
         network = network_kernel(weights, device.max_shared_bytes, precision)
         self.tile, self.shared_bytes = network.tile, network.shared_bytes
         self.fused_module = device.compile(network.source, network.options)
@@ -299,6 +200,7 @@ class CupyDevice:
         self.max_shared_bytes = int(
             device.attributes.get("MaxSharedMemoryPerBlockOptin", 48 * 1024)
         )
+        self.compute_capability: str = device.compute_capability  # e.g. "80"
 
     def compile(self, source: Path, options: tuple[str, ...]) -> Module:
         import cupy

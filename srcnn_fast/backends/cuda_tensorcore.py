@@ -6,11 +6,12 @@ final sums in float32. On Set5 this costs at most 0.0012 dB of PSNR against the 
 with the shipped weights (tests/test_cuda_tensorcore.py measures it). Needs compute capability
 8.0 (sm_80) or newer.
 
-The host side here mirrors :mod:`.cuda`: ``tensorcore_build`` is the (source, options) the
-backend compiles, ``tensorcore_constants`` every ``__constant__`` the kernel reads (the f16
-weights as uint16 bit patterns in mma B-fragment order), and ``tensorcore_network`` packs them
-as the ``NetworkKernel`` that :class:`.cuda.Pipeline` launches for ``precision="fp16"`` exactly
-as it launches the float32 kernel (the unpack/pack kernels are the same).
+The host side here is the float32 mode's (:mod:`.cuda_fp32`) counterpart: ``tensorcore_build``
+is the (source, options) the backend compiles, ``tensorcore_constants`` every ``__constant__``
+the kernel reads (the f16 weights as uint16 bit patterns in mma B-fragment order), and
+``tensorcore_network`` packs them as the ``NetworkKernel`` that :class:`.cuda.Pipeline`
+launches for ``precision="fp16"`` exactly as it launches the float32 kernel (the unpack/pack
+kernels are the same).
 """
 
 from __future__ import annotations
@@ -21,15 +22,16 @@ import numpy as np
 
 from ..errors import BackendError
 from ..model import SRCNNWeights
-from .cuda import (
-    MAX_SCALE,
-    TILES,
-    CupyDevice,
+from ..tiling import round_up
+from .cuda_common import (
     Device,
     NetworkKernel,
     bicubic_constants,
     fused_options,
     kernel_dir,
+    pick_tile,
+    require_1x1_conv2,
+    tile_pixels,
 )
 
 #: Oldest GPU generation with f16 mma.m16n8k16 and cvt.rn.f16x2.f32.
@@ -38,19 +40,13 @@ KERNEL = "srcnn_fused_tc"
 SOURCE = "srcnn_fused_tc.cu"
 
 
-def _round_up(n: int, m: int) -> int:
-    return -(-n // m) * m
-
-
 def tensorcore_shared_bytes(weights: SRCNNWeights, tile: tuple[int, int]) -> int:
-    """Dynamic shared memory of one block: SRCNN_TC_SMEM_BYTES of srcnn_fused_tc.cu."""
+    """Dynamic shared memory of one block: SRCNN_TC_SMEM_BYTES of srcnn_fused_tc.cu (the
+    kernel static_asserts that they agree)."""
     a = weights.arch
-    r1, r3 = (a.f1 - 1) // 2, (a.f3 - 1) // 2
-    region_h, region_w = tile[0] + 2 * r3, tile[1] + 2 * r3
-    region = region_h * region_w
-    window = (region_h + 2 * r1) * (region_w + 2 * r1)
-    k1p, n1p, n2p = _round_up(a.f1 * a.f1, 16), _round_up(a.n1, 16), _round_up(a.n2, 16)
-    t3, t3p = a.f3 * a.f3, _round_up(a.f3 * a.f3, 8)
+    region, window = tile_pixels(a, tile)
+    k1p, n1p, n2p = round_up(a.f1 * a.f1, 16), round_up(a.n1, 16), round_up(a.n2, 16)
+    t3, t3p = a.f3 * a.f3, round_up(a.f3 * a.f3, 8)
     fragment_words = (k1p * n1p + n1p * n2p + n2p * t3p) // 2  # 2 f16 per word
     cstride = (region + 11) // 16 * 16 + 4
     return 4 * (fragment_words + n1p + n2p + window + t3 * cstride)
@@ -58,18 +54,16 @@ def tensorcore_shared_bytes(weights: SRCNNWeights, tile: tuple[int, int]) -> int
 
 def tensorcore_tile(weights: SRCNNWeights, max_shared_bytes: int) -> tuple[int, int]:
     """Largest (TILE_H, TILE_W) whose shared memory fits the device."""
-    for tile in TILES:
-        if tensorcore_shared_bytes(weights, tile) <= max_shared_bytes:
-            return tile
-    raise BackendError(
-        f"the GPU's shared memory ({max_shared_bytes} B) is too small for the tensor-core kernel"
+    return pick_tile(
+        lambda tile: tensorcore_shared_bytes(weights, tile), max_shared_bytes, "tensor-core"
     )
 
 
 def tensorcore_build(weights: SRCNNWeights, max_shared_bytes: int) -> tuple[Path, tuple[str, ...]]:
     """(source, NVRTC options) of the tensor-core kernel for these weights on such a device."""
     tile = tensorcore_tile(weights, max_shared_bytes)
-    return kernel_dir() / SOURCE, (f"-DSRCNN_MAX_SCALE={MAX_SCALE}", *fused_options(weights, tile))
+    shared_bytes = tensorcore_shared_bytes(weights, tile)
+    return kernel_dir() / SOURCE, fused_options(weights, tile, shared_bytes)
 
 
 def tensorcore_network(weights: SRCNNWeights, max_shared_bytes: int) -> NetworkKernel:
@@ -113,15 +107,14 @@ def b_fragments(matrix: np.ndarray) -> np.ndarray:
 def gemm_matrices(weights: SRCNNWeights) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The zero-padded float32 B matrices of the three GEMMs (conv1, conv2, conv3)."""
     a = weights.arch
-    if a.f2 != 1:
-        raise BackendError(f"the CUDA kernel needs a 1x1 conv2; {a.name} has {a.f2}x{a.f2}")
+    require_1x1_conv2(a)
     t1, t3 = a.f1 * a.f1, a.f3 * a.f3
-    n1p, n2p = _round_up(a.n1, 16), _round_up(a.n2, 16)
-    b1 = np.zeros((_round_up(t1, 16), n1p), np.float32)
+    n1p, n2p = round_up(a.n1, 16), round_up(a.n2, 16)
+    b1 = np.zeros((round_up(t1, 16), n1p), np.float32)
     b1[:t1, : a.n1] = weights.w1.reshape(t1, a.n1)
     b2 = np.zeros((n1p, n2p), np.float32)
     b2[: a.n1, : a.n2] = weights.w2.reshape(a.n1, a.n2)
-    b3 = np.zeros((n2p, _round_up(t3, 8)), np.float32)
+    b3 = np.zeros((n2p, round_up(t3, 8)), np.float32)
     b3[: a.n2, :t3] = weights.w3.reshape(t3, a.n2).T  # B3[c][dy f3 + dx] = w3[dy][dx][c]
     return b1, b2, b3
 
@@ -130,9 +123,9 @@ def tensorcore_constants(weights: SRCNNWeights) -> dict[str, np.ndarray]:
     """Every ``__constant__`` of srcnn_fused_tc.cu, by name."""
     a = weights.arch
     b1, b2, b3 = gemm_matrices(weights)
-    bias1 = np.zeros(_round_up(a.n1, 16), np.float32)
+    bias1 = np.zeros(round_up(a.n1, 16), np.float32)
     bias1[: a.n1] = weights.b1
-    bias2 = np.zeros(_round_up(a.n2, 16), np.float32)
+    bias2 = np.zeros(round_up(a.n2, 16), np.float32)
     bias2[: a.n2] = weights.b2
     bicubic_w, bicubic_origin = bicubic_constants(weights.scale)
     return {
@@ -151,10 +144,6 @@ def compute_capability(device: Device) -> int | None:
     """The device's compute capability as an int (80 for 8.0), None if it does not say (the
     CPU harness)."""
     value = getattr(device, "compute_capability", None)
-    if value is None and isinstance(device, CupyDevice):
-        import cupy
-
-        value = cupy.cuda.Device().compute_capability
     return None if value is None else int(value)
 
 
