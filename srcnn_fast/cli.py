@@ -82,11 +82,12 @@ def _check_shipped_scale(args: argparse.Namespace) -> None:
 
 
 def _video_inputs(args: argparse.Namespace) -> list[str]:
-    """The inputs named explicitly that are video files; refuses the flags that only images
+    """The inputs named explicitly that are media files (FFmpeg reads them: videos, and
+    audio-only files, which the video path refuses in one line); refuses the flags that only images
     take, and the video flags where there is no video (usage errors)."""
-    from .video import is_video
+    from .video import is_media
 
-    videos = [name for name in args.inputs if is_video(name)]
+    videos = [name for name in args.inputs if is_media(name)]
     if videos:
         image_only = [
             ("--tile", args.tile is not None),
@@ -123,13 +124,13 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         _scale(args), args.weights, args.backend, args.precision, alpha=args.alpha, tile=args.tile
     )
     images = [name for name in args.inputs if name not in videos]
+    out_option = args.output
+    if videos and out_option and len(args.inputs) > 1 and not out_option.endswith(("/", os.sep)):
+        out_option += os.sep  # several inputs: -o is their folder, for each kind alike
     jobs, problems = (
-        collect_jobs(images, upscaler.scale, args.output, args.recursive) if images else ([], [])
+        collect_jobs(images, upscaler.scale, out_option, args.recursive) if images else ([], [])
     )
-    video_out = args.output
-    if video_out is not None and len(args.inputs) > 1 and not video_out.endswith(("/", os.sep)):
-        video_out += os.sep  # with other inputs, -o is a folder for the videos too
-    video_jobs, _ = collect_jobs(videos, upscaler.scale, video_out, False)
+    video_jobs, _ = collect_jobs(videos, upscaler.scale, out_option, False)
     for problem in problems:
         _error(problem)
     if args.output is not None:

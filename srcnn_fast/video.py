@@ -34,7 +34,7 @@ from .pipeline import StageTimes, pipelined
 if TYPE_CHECKING:
     from .infer import Upscaler
 
-__all__ = ["VideoSummary", "is_video", "upscale_video", "video_encoder"]
+__all__ = ["VideoSummary", "is_media", "is_video", "upscale_video", "video_encoder"]
 
 INSTALL_HINT = "pip install 'srcnn-fast[video]'"
 
@@ -115,21 +115,33 @@ def is_video(path: str | os.PathLike[str]) -> bool:
     """True when FFmpeg finds a video stream in the file, whatever its extension. Image
     files (by extension, or FFmpeg's single-image demuxers) are not videos; without PyAV,
     a file with a known video extension counts as one (and then asks for PyAV)."""
-    path = Path(path)
+    return _probe(Path(path)) == "video"
+
+
+def is_media(path: str | os.PathLike[str]) -> bool:
+    """True for a file FFmpeg reads as audio or video (not as a single image): such a file
+    belongs to the video path, which says what is wrong with it (no video stream, ...)."""
+    return _probe(Path(path)) is not None
+
+
+def _probe(path: Path) -> str | None:
+    """ "video", "media" (streams, none of them video) or None (not a media file)."""
     if path.suffix.lower() in IMAGE_EXTENSIONS or not path.is_file():
-        return False
+        return None
     try:
         av = _av()
     except ImageError:
-        return path.suffix.lower() in VIDEO_EXTENSIONS
+        return "video" if path.suffix.lower() in VIDEO_EXTENSIONS else None
     try:
         with av.open(str(path)) as container:
             name = container.format.name
-            if name == "image2" or name.endswith("_pipe"):
-                return False
-            return len(container.streams.video) > 0
-    except Exception:  # not a media file at all: the image path reports it
-        return False
+            if name == "image2" or name.endswith("_pipe") or not container.streams:
+                return None
+            return "video" if container.streams.video else "media"
+    except Exception:
+        # Not a media file at all: the image path reports it, unless its name says video
+        # (then the video path says it cannot be read as one).
+        return "media" if path.suffix.lower() in VIDEO_EXTENSIONS else None
 
 
 #: Extensions taken for video without probing (where PyAV is missing: to say so).

@@ -7,6 +7,9 @@ decoded Y plane; lossless codecs (ffv1, libx264 at CRF 0 in yuv444p) make that a
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -15,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import REPO, assert_close
 
 from srcnn_fast import imageops
 from srcnn_fast.errors import ImageError, OutputError
@@ -428,3 +431,115 @@ def test_an_error_mid_run_leaves_no_file(tmp_path, tiny, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         video.upscale_video(src, dst, scale=2, weights=tiny(2), progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv", "tiny_x2.npz"]
+
+
+# --- command line -------------------------------------------------------------------------
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [PYTHON, "-m", "srcnn_fast.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+
+
+def test_cli_names_skips_and_refuses_like_images(tmp_path, tiny):
+    src = tmp_path / "clip.mkv"
+    make_clip(src, frames=3)
+    weights = str(tiny(2))
+    done = cli("upscale", str(src), "-w", weights, "--backend", "reference")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "clip_x2.mkv").is_file()
+    assert "3 frames" in done.stderr and "bottleneck: decode" in done.stderr
+    again = cli("upscale", str(src), "-w", weights)
+    assert again.returncode == 1 and "already exists (use --overwrite" in again.stderr
+    skipped = cli("upscale", str(src), "-w", weights, "--skip-existing")
+    assert skipped.returncode == 0 and "skipped" in skipped.stderr
+    image = tmp_path / "a.png"
+    from srcnn_fast.imagefile import write_image
+
+    write_image(image, np.full((6, 5, 3), 100, np.uint8))
+    mixed = cli("upscale", str(image), str(src), "-w", weights, "-o", str(tmp_path / "out"))
+    assert mixed.returncode == 0, mixed.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_x2.png", "clip_x2.mkv"]
+    named = tmp_path / "named.mp4"
+    one = cli("upscale", str(src), "-w", weights, "-o", str(named), "--codec", "libx264")
+    assert one.returncode == 0, one.stderr
+    assert read_clip(named)["codec"] == "h264" and read_clip(named)["format"] == "yuv420p"
+    lossless = cli("upscale", str(src), "-w", weights, "-o", str(tmp_path / "b.mkv"), "--crf", "3")
+    assert lossless.returncode == 1 and "the ffv1 encoder has no CRF" in lossless.stderr
+    refused = cli("upscale", str(src), "-w", weights, "--tile", "8")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "--tile applies to images only" in refused.stderr
+    no_video = cli("upscale", str(image), "-w", weights, "--codec", "libx264", "--overwrite")
+    assert no_video.returncode == 2 and "--codec applies to video inputs only" in no_video.stderr
+
+
+def test_cli_bad_videos_get_one_line_and_the_others_go_on(tmp_path, tiny):
+    good, text, cut = tmp_path / "good.mkv", tmp_path / "notes.mp4", tmp_path / "cut.mp4"
+    make_clip(good, frames=2, audio=False)
+    text.write_text("not a video")
+    make_clip(tmp_path / "whole.mp4", codec="libx264", frames=10, options={"movflags": "faststart"})
+    data = (tmp_path / "whole.mp4").read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    done = cli("upscale", str(text), str(cut), str(good), "-w", str(tiny(2)), "-q")
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert "Traceback" not in done.stderr
+    assert len(lines) == 2, done.stderr
+    assert lines[0].startswith(f"srcnn-fast: error: {text}: cannot read as video")
+    assert "frame(s) could not be decoded" in lines[1] and str(cut) in lines[1]
+    assert (tmp_path / "good_x2.mkv").is_file() and (tmp_path / "cut_x2.mp4").is_file()
+    assert not (tmp_path / "notes_x2.mp4").exists()
+
+
+def test_cli_interrupted_leaves_nothing(tmp_path, tiny):
+    """Ctrl-C while the output is being written: exit 130, no output, no temporary file."""
+    src = tmp_path / "long.mkv"
+    make_clip(src, frames=60, width=64, height=48)
+    process = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "srcnn_fast.cli",
+            "upscale",
+            str(src),
+            "-w",
+            str(tiny(2)),
+            "--backend",
+            "reference",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    deadline = time.monotonic() + 120
+    while not any(".tmp" in p.name for p in tmp_path.iterdir()):
+        assert process.poll() is None and time.monotonic() < deadline, "never started writing"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mkv", "tiny_x2.npz"]
+
+
+def test_without_pyav_a_video_input_says_how_to_install(tmp_path):
+    from test_core_install import LAUNCHER
+
+    src = tmp_path / "clip.mp4"
+    make_clip(src, frames=2, audio=False, codec="libx264")
+    done = subprocess.run(
+        [PYTHON, "-c", LAUNCHER, "upscale", str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "pip install 'srcnn-fast[video]'" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "clip_x2.mp4").exists()
