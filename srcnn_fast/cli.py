@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import re
 import sys
 import typing
@@ -80,10 +81,39 @@ def _check_shipped_scale(args: argparse.Namespace) -> None:
         )
 
 
+def _video_inputs(args: argparse.Namespace) -> list[str]:
+    """The inputs named explicitly that are media files (FFmpeg reads them: videos, and
+    audio-only files, which the video path refuses in one line); refuses the flags that only images
+    take, and the video flags where there is no video (usage errors)."""
+    from .video import is_media
+
+    videos = [name for name in args.inputs if is_media(name)]
+    if videos:
+        image_only = [
+            ("--tile", args.tile is not None),
+            ("--alpha network", args.alpha != "bicubic"),
+            ("--max-pixels", args.max_pixels != DEFAULT_MAX_PIXELS),
+            ("--ray", args.ray is not None),
+        ]
+        for flag, given in image_only:
+            if given:
+                raise UsageError(f"{videos[0]}: {flag} applies to images only, not to video")
+    else:
+        for flag, value in (
+            ("--codec", args.codec),
+            ("--crf", args.crf),
+            ("--preset", args.preset),
+        ):
+            if value is not None:
+                raise UsageError(f"{flag} applies to video inputs only, and none was given")
+    return videos
+
+
 def cmd_upscale(args: argparse.Namespace) -> int:
     from .batch import check_output_option, collect_jobs, run_jobs
     from .infer import Upscaler
 
+    videos = _video_inputs(args)
     if args.ray is not None:
         return _upscale_on_ray(args)
     if args.ray_workers is not None:
@@ -93,14 +123,25 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     upscaler = Upscaler(
         _scale(args), args.weights, args.backend, args.precision, alpha=args.alpha, tile=args.tile
     )
-    jobs, problems = collect_jobs(args.inputs, upscaler.scale, args.output, args.recursive)
+    images = [name for name in args.inputs if name not in videos]
+    out_option = args.output
+    if videos and out_option and len(args.inputs) > 1 and not out_option.endswith(("/", os.sep)):
+        out_option += os.sep  # several inputs: -o is their folder, for each kind alike
+    jobs, problems = (
+        collect_jobs(images, upscaler.scale, out_option, args.recursive) if images else ([], [])
+    )
+    video_jobs, _ = collect_jobs(videos, upscaler.scale, out_option, False)
     for problem in problems:
         _error(problem)
     if args.output is not None:
         out = Path(args.output)
-        several = len(jobs) > 1 or len(args.inputs) > 1 or any(j.target != out for j in jobs)
+        every = jobs + video_jobs
+        several = len(every) > 1 or len(args.inputs) > 1 or any(j.target != out for j in every)
         check_output_option(args.output, several, out.is_file())
     progress = None if not args.quiet else False
+    video_failed = _upscale_videos(video_jobs, upscaler, args) if video_jobs else 0
+    if not images:
+        return EXIT_FAILED if video_failed else EXIT_OK
 
     def done(job) -> None:
         if not args.quiet and not sys.stderr.isatty():
@@ -119,7 +160,53 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     summary.failed += len(problems)
     if not args.quiet or summary.failed:
         print(f"srcnn-fast: {summary.line()} ({upscaler.backend_name} backend)", file=sys.stderr)
-    return EXIT_FAILED if summary.failed else EXIT_OK
+    return EXIT_FAILED if summary.failed or video_failed else EXIT_OK
+
+
+def _upscale_videos(jobs: list, upscaler: Any, args: argparse.Namespace) -> int:
+    """Each video job in turn, under the images' rules for existing outputs; a line per
+    video (its fps and bottleneck), one line per problem. Returns the number that failed."""
+    from .batch import check_folder_writable
+    from .video import upscale_video
+
+    failed, probed = 0, {}
+    for job in jobs:
+        try:
+            if job.target.exists() and args.skip_existing:
+                if not args.quiet:
+                    print(f"srcnn-fast: {job.target}: exists, skipped", file=sys.stderr)
+                continue
+            check_folder_writable(job.target, probed)
+            job.target.parent.mkdir(parents=True, exist_ok=True)
+            summary = upscale_video(
+                job.source,
+                job.target,
+                upscaler,
+                codec=args.codec,
+                crf=args.crf,
+                preset=args.preset,
+                overwrite=args.overwrite,
+                progress=False if args.quiet else None,
+            )
+        except SrcnnError as exc:
+            _error(str(exc))
+            failed += 1
+            continue
+        except OSError as exc:
+            where = exc.filename if exc.filename is not None else job.source
+            _error(f"{where}: {exc.strerror or exc}")
+            failed += 1
+            continue
+        for note in summary.notes:
+            print(f"srcnn-fast: warning: {note}", file=sys.stderr)
+        if summary.problem():
+            _error(summary.problem())
+            failed += 1
+        if not args.quiet:
+            print(
+                f"srcnn-fast: {summary.line()} ({upscaler.backend_name} backend)", file=sys.stderr
+            )
+    return failed
 
 
 def _upscale_on_ray(args: argparse.Namespace) -> int:
@@ -364,8 +451,13 @@ def build_parser() -> argparse.ArgumentParser:
             help="fp16: the CUDA backend's tensor-core mode (default fp32)",
         )
 
-    p = sub.add_parser("upscale", help="upscale image files, folders or globs")
-    p.add_argument("inputs", nargs="+", metavar="IN", help="image files, folders or globs")
+    p = sub.add_parser("upscale", help="upscale image files, folders or globs, and videos")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="IN",
+        help="image files, folders or globs; video files (any container FFmpeg reads)",
+    )
     p.add_argument(
         "-o",
         "--output",
@@ -422,6 +514,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         metavar="N",
         help="with --ray: the number of workers (default: one per GPU, else one per CPU)",
+    )
+    video = p.add_argument_group("video", "for video inputs (needs the video extra)")
+    video.add_argument(
+        "--codec",
+        help="video encoder, e.g. libx264, libx265, libvpx-vp9, libsvtav1, ffv1 (default: the "
+        "input's codec where it can be encoded, else libx264)",
+    )
+    video.add_argument(
+        "--crf",
+        type=_non_negative_int,
+        help="constant quality (lower is better; default: 18 for libx264, 20 libx265, 24 VP9, "
+        "28 SVT-AV1; 0 is lossless with libx264)",
+    )
+    video.add_argument(
+        "--preset",
+        help="encoder speed preset (default: medium for libx264/libx265, 8 for SVT-AV1)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.set_defaults(func=cmd_upscale)

@@ -421,10 +421,20 @@ def _discard(tmp: Path) -> None:
 
 
 def _atomic_write(path: Path, fill, overwrite: bool) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with atomic_output(path, overwrite) as tmp, open(tmp, "wb") as stream:
+        fill(stream)
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path, overwrite: bool, keep_suffix: bool = False) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write the output under; when the block ends
+    normally, the file is put at ``path`` (never over an existing file unless ``overwrite``),
+    else removed. ``keep_suffix``: the temporary name ends with ``path``'s extension too,
+    for writers that pick the format by it (FFmpeg's muxers). Write errors become one
+    :class:`OutputError` line naming ``path``."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix if keep_suffix else ''}")
     try:
-        with open(tmp, "wb") as stream:
-            fill(stream)
+        yield tmp
         if overwrite or not _link_new(tmp, path):
             os.replace(tmp, path)
     except FileExistsError:  # it appeared while we worked (another program, another run)

@@ -167,22 +167,36 @@ def bicubic_taps(size: int, scale: int) -> tuple[np.ndarray, np.ndarray]:
     return index, weights
 
 
+def array_module(array: object):
+    """``numpy``, or ``cupy`` for an array in GPU memory (imported only then): the plane
+    functions below run where their input lives, so a GPU frame never visits the host."""
+    if hasattr(array, "__cuda_array_interface__"):
+        import cupy
+
+        return cupy
+    return np
+
+
 def _upscale_axis(image: np.ndarray, scale: int, axis: int) -> np.ndarray:
+    xp = array_module(image)
     index, weights = bicubic_taps(image.shape[axis], scale)
+    index, weights = xp.asarray(index), xp.asarray(weights)
     shape = [1] * image.ndim
     shape[axis] = -1
-    result = np.take(image, index[:, 0], axis=axis) * weights[:, 0].reshape(shape)
+    result = xp.take(image, index[:, 0], axis=axis) * weights[:, 0].reshape(shape)
     for k in range(1, 4):
-        result += np.take(image, index[:, k], axis=axis) * weights[:, k].reshape(shape)
+        result += xp.take(image, index[:, k], axis=axis) * weights[:, k].reshape(shape)
     return result
 
 
 def bicubic_upscale(image: np.ndarray, scale: int) -> np.ndarray:
     """Upscale an (H, W) or (H, W, C) float image by an integer factor; returns float32.
 
-    Separable: rows (axis 0) first, then columns, accumulated in float32.
+    Separable: rows (axis 0) first, then columns, accumulated in float32. A CuPy array is
+    upscaled on its GPU.
     """
-    image = np.asarray(image, dtype=np.float32)
+    xp = array_module(image)
+    image = xp.asarray(image, dtype=np.float32)
     return _upscale_axis(_upscale_axis(image, scale, 0), scale, 1)
 
 
@@ -276,3 +290,52 @@ def upscale_image(
     rest_up = bicubic_upscale(rest, scale)
     rgb = ycbcr_to_rgb(np.concatenate([luma[..., None], rest_up[..., :2]], axis=-1))
     return from_float(np.concatenate([rgb, rest_up[..., 2:]], axis=-1), image.dtype)
+
+
+# --- video planes (YUV as decoded; no RGB round trip) ---------------------------------------
+#
+# A video frame's Y plane is fed to the network as it is, as studio-range luma: for BT.601
+# studio-range video that is exactly the Y the image path computes from RGB (section 1); for
+# BT.709/BT.2020 video it is that standard's luma, which the network treats the same way (it
+# was trained on a luma plane, not on RGB). Limited-range ("tv") samples of b bits hold
+# Y * 255 * 2**(b - 8): 8-bit 16..235 and 10-bit 64..940 both map to [16, 235] / 255, so a
+# 10-bit plane is divided by 1020, not 1023. Full-range ("pc", yuvj) luma is a gray plane:
+# mapped into studio range and back as gray images are (gray_to_luma / luma_to_gray). Chroma
+# is only interpolated (bicubic at its own subsampled size), like the image path's Cb and Cr.
+
+
+def _limited_gain(bits: int) -> float:
+    return 255.0 * 2.0 ** (bits - 8)
+
+
+def video_luma(plane: np.ndarray, bits: int, full_range: bool) -> np.ndarray:
+    """An integer Y plane of ``bits`` bits -> float32 studio-range Y, the network's input."""
+    values = plane.astype(np.float32)
+    if full_range:
+        return gray_to_luma(values * np.float32(1.0 / (2**bits - 1)))
+    return values * np.float32(1.0 / _limited_gain(bits))
+
+
+def _to_samples(values: np.ndarray, bits: int, dtype: np.dtype | type) -> np.ndarray:
+    """float32 sample values -> integers of ``bits`` bits: clipped, rounded half to even."""
+    xp = array_module(values)
+    return xp.rint(xp.clip(values, 0.0, float(2**bits - 1))).astype(dtype)
+
+
+def video_luma_samples(
+    luma: np.ndarray, bits: int, full_range: bool, dtype: np.dtype | type
+) -> np.ndarray:
+    """Inverse of :func:`video_luma` on the network's output: an integer Y plane."""
+    if full_range:
+        values = luma_to_gray(luma) * np.float32(2**bits - 1)
+    else:
+        values = luma * np.float32(_limited_gain(bits))
+    return _to_samples(values, bits, dtype)
+
+
+def upscale_chroma(plane: np.ndarray, scale: int, shape: tuple[int, int], bits: int) -> np.ndarray:
+    """An integer chroma plane upscaled bicubically at its own size, cut to ``shape`` (the
+    output frame's chroma size: ceil(scale * H / subsampling), which is smaller than scale
+    times the input's rounded-up chroma size where H is odd)."""
+    upscaled = bicubic_upscale(plane, scale)[: shape[0], : shape[1]]
+    return _to_samples(upscaled, bits, plane.dtype)

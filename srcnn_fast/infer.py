@@ -13,19 +13,23 @@ Large images are upscaled in tiles (``tile=``; by default only when the image wo
 the free memory), with a halo from the network's receptive field so that the result is bit
 for bit the untiled one; :meth:`Upscaler.upscale_bands` hands the output over in row bands so
 that a file writer never holds it whole.
+
+Video frames go through :meth:`Upscaler.upscale_planes` as YUV planes (SRCNN on Y as decoded,
+chroma bicubic at its own size, no RGB round trip), and :meth:`Upscaler.stream` upscales an
+iterable of frames or planes with decoding, upscaling and consuming overlapped.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
-from . import imageops, tiling
+from . import imageops, pipeline, tiling
 from .backends import BACKEND_ENV, create_backend
 from .errors import ImageError, WeightsError
 from .model import SRCNNWeights
@@ -219,11 +223,95 @@ class Upscaler:
             raise ImageError(f"the {self.backend_name} backend takes numpy arrays, not GPU arrays")
         return imageops.upscale_image(image, self.scale, self.backend.upscale_luma, self.alpha)
 
+    def upscale_planes(
+        self, planes: Sequence[np.ndarray], bits: int | None = None, full_range: bool = False
+    ) -> list[np.ndarray]:
+        """Upscale one video frame given as its planes: Y, or Y, U, V (any chroma subsampling).
+
+        Y goes through the network as studio-range luma (see ``imageops.video_luma``; full
+        range, ``full_range=True``, is mapped into it and back), U and V are upscaled
+        bicubically at their own size. Planes are uint8 or uint16 holding ``bits``-bit samples
+        (default 8 for uint8, 16 for uint16; pass 10 for 10-bit video). The result is the
+        planes of the ``scale`` times larger frame, same dtypes; chroma of an odd-sized frame
+        is ceil(scale * H / subsampling) high. On the ``cuda`` backend NumPy planes are uploaded
+        once and downloaded once, CuPy planes stay on the GPU (and come back as CuPy arrays).
+        """
+        if len(planes) not in (1, 3):
+            raise ImageError(f"expected Y or Y, U, V planes, got {len(planes)} planes")
+        y = planes[0]
+        dtype = np.dtype(y.dtype)
+        if dtype not in imageops.INTEGER_SCALES or any(
+            np.dtype(p.dtype) != dtype or p.ndim != 2 or 0 in p.shape for p in planes
+        ):
+            raise ImageError(
+                "planes must be non-empty 2-D uint8 or uint16 arrays of one dtype, got "
+                + ", ".join(f"{p.dtype} {tuple(p.shape)}" for p in planes)
+            )
+        bits = bits if bits is not None else (8 if dtype == np.uint8 else 16)
+        if not 8 <= bits <= 8 * dtype.itemsize:
+            raise ImageError(f"{bits}-bit samples do not fit {dtype}")
+        on_gpu = hasattr(y, "__cuda_array_interface__")
+        xp = getattr(getattr(self.backend, "device", None), "xp", None)
+        if xp is None or xp is np:
+            if on_gpu:
+                raise ImageError(
+                    f"the {self.backend_name} backend takes numpy arrays, not GPU arrays"
+                )
+            xp = np
+        planes = [xp.asarray(p) for p in planes]  # the one upload on the cuda backend
+        s = self.scale
+        height, width = y.shape
+        luma = self.backend.upscale_luma(imageops.video_luma(planes[0], bits, full_range))
+        out = [imageops.video_luma_samples(luma, bits, full_range, dtype)]
+        for plane in planes[1:]:
+            shape = (
+                _subsampled(height * s, height, plane.shape[0]),
+                _subsampled(width * s, width, plane.shape[1]),
+            )
+            out.append(imageops.upscale_chroma(plane, s, shape, bits))
+        if xp is not np and not on_gpu:
+            out = [o.get() for o in out]  # the one download
+        return out
+
+    def stream(
+        self,
+        frames: Iterable[np.ndarray | Sequence[np.ndarray]],
+        bits: int | None = None,
+        full_range: bool = False,
+        depth: int = 2,
+        times: pipeline.StageTimes | None = None,
+    ) -> Iterator[np.ndarray | list[np.ndarray]]:
+        """Upscale a stream of frames, in order, while the caller consumes the results.
+
+        Each item is an image array (as for ``__call__``) or a tuple/list of YUV planes (as
+        for :meth:`upscale_planes`, with ``bits`` and ``full_range``). ``frames`` is iterated
+        in a thread of its own and the upscaling runs in another, ``depth`` frames ahead at
+        most, so a decoder feeding it, the upscale and the caller's loop (an encoder) overlap.
+        ``times`` (a :class:`~srcnn_fast.pipeline.StageTimes`) collects which stage held the
+        others back. Closing the generator stops both threads.
+        """
+
+        def one(frame: np.ndarray | Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+            if isinstance(frame, (tuple, list)):
+                return self.upscale_planes(frame, bits, full_range)
+            return self(frame)
+
+        return pipeline.pipelined(frames, one, depth, times)
+
     def __repr__(self) -> str:
         return (
             f"Upscaler(scale={self.scale}, weights={self.weights.source!r}, "
             f"backend={self.backend_name!r})"
         )
+
+
+def _subsampled(full: int, full_input: int, plane_input: int) -> int:
+    """Size of a chroma axis of a ``full``-pixel frame, subsampled as ``plane_input`` is in a
+    ``full_input``-pixel one (by 1, 2 or 4; sizes rounded up, as FFmpeg's formats do)."""
+    factor = 1
+    while -(-full_input // factor) > plane_input:
+        factor *= 2
+    return -(-full // factor)
 
 
 _cache: dict[tuple[object, ...], Upscaler] = {}

@@ -1,0 +1,587 @@
+"""Video files: decode, upscale, encode, overlapped (PyAV, the ``video`` extra).
+
+``upscale_video(src, dst)`` upscales every video stream of ``src`` into ``dst`` and copies
+every other stream (audio, subtitles, data) packet for packet. Frames stay in YUV as decoded:
+SRCNN on the Y plane, chroma bicubic at its own size (:meth:`Upscaler.upscale_planes`). The
+decoder, the upscale and the encoder run as a pipeline (:mod:`srcnn_fast.pipeline`) with a few
+frames in flight. Kept: timestamps (variable frame rate too), frame rate, the display matrix
+(rotation, flips), colour metadata (primaries, transfer, matrix, range), sample aspect ratio,
+bit depth, stream and container metadata, chapters. The output is written under a temporary
+name and renamed when complete.
+
+PyAV is imported on first use, so the package works without it; a video input then gets one
+line saying how to install it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import ImageError, OutputError
+from .imagefile import IMAGE_EXTENSIONS, atomic_output
+from .pipeline import StageTimes, pipelined
+
+if TYPE_CHECKING:
+    from .infer import Upscaler
+
+__all__ = ["VideoSummary", "is_media", "is_video", "upscale_video", "video_encoder"]
+
+INSTALL_HINT = "pip install 'srcnn-fast[video]'"
+
+#: The encoder for each decoded codec that the bundled FFmpeg can write again.
+ENCODERS = {
+    "h264": "libx264",
+    "hevc": "libx265",
+    "vp9": "libvpx-vp9",
+    "vp8": "libvpx",
+    "av1": "libsvtav1",
+    "ffv1": "ffv1",
+    "mpeg4": "mpeg4",
+    "mpeg2video": "mpeg2video",
+    "mjpeg": "mjpeg",
+    "prores": "prores_ks",
+}
+FALLBACK_ENCODER = "libx264"
+
+#: Default quality per encoder: visually transparent for a person watching (x264's CRF 18
+#: is the usual "visually lossless" point; the others are set to look alike), at each
+#: encoder's default speed. --crf and --preset override them.
+DEFAULT_CRF = {"libx264": 18, "libx265": 20, "libvpx-vp9": 24, "libvpx": 10, "libsvtav1": 28}
+DEFAULT_PRESET = {"libx264": "medium", "libx265": "medium", "libsvtav1": "8"}
+#: Encoders that take a preset, and the option that names it.
+PRESET_OPTION = {"libx264": "preset", "libx265": "preset", "libsvtav1": "preset"}
+
+#: Frame formats whose planes are upscaled as they are: planar YUV (any subsampling) and
+#: gray, 8 to 16 bits little-endian. Other formats (NV12, packed YUV, RGB) are converted by
+#: FFmpeg to the planar YUV format of their depth first.
+#: FFmpeg's AVDISCARD_ALL: a stream its demuxer marks as not for playback.
+_DISCARD_ALL = 48
+_PLANAR = re.compile(r"^(yuvj?(444|422|420|440|411|410)p|gray)(9|10|12|14|16)?(le)?$")
+
+
+@dataclass
+class VideoSummary:
+    """What :func:`upscale_video` did: frames, time, the bottleneck shares, problems."""
+
+    source: Path
+    target: Path
+    frames: int = 0
+    seconds: float = 0.0
+    lost_frames: int = 0
+    times: StageTimes = field(default_factory=StageTimes)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        decode, upscale, encode = (round(100 * share) for share in self.times.shares())
+        return (
+            f"{self.source} -> {self.target}: {self.frames} frames in {self.seconds:.1f} s, "
+            f"{self.fps:.1f} fps; bottleneck: decode {decode}%, upscale {upscale}%, "
+            f"encode {encode}%"
+        )
+
+    def problem(self) -> str | None:
+        """The one line for frames that could not be decoded (None: all were)."""
+        if not self.lost_frames:
+            return None
+        return (
+            f"{self.source}: {self.lost_frames} frame(s) could not be decoded (truncated or "
+            f"corrupt input); the {self.frames} that could are in {self.target}"
+        )
+
+
+def _av() -> Any:
+    try:
+        import av
+    except ImportError:
+        raise ImageError(f"video needs PyAV, which is not installed ({INSTALL_HINT})") from None
+    return av
+
+
+def is_video(path: str | os.PathLike[str]) -> bool:
+    """True when FFmpeg finds a video stream in the file, whatever its extension. Image
+    files (by extension, or FFmpeg's single-image demuxers) are not videos; without PyAV,
+    a file with a known video extension counts as one (and then asks for PyAV)."""
+    return _probe(Path(path)) == "video"
+
+
+def is_media(path: str | os.PathLike[str]) -> bool:
+    """True for a file FFmpeg reads as audio or video (not as a single image): such a file
+    belongs to the video path, which says what is wrong with it (no video stream, ...)."""
+    return _probe(Path(path)) is not None
+
+
+def _probe(path: Path) -> str | None:
+    """ "video", "media" (streams, none of them video) or None (not a media file)."""
+    if path.suffix.lower() in IMAGE_EXTENSIONS or not path.is_file():
+        return None
+    try:
+        av = _av()
+    except ImageError:
+        return "video" if path.suffix.lower() in VIDEO_EXTENSIONS else None
+    try:
+        with av.open(str(path)) as container:
+            name = container.format.name
+            if name == "image2" or name.endswith("_pipe") or not container.streams:
+                return None
+            return "video" if container.streams.video else "media"
+    except Exception:
+        # Not a media file at all: the image path reports it, unless its name says video
+        # (then the video path says it cannot be read as one).
+        return "media" if path.suffix.lower() in VIDEO_EXTENSIONS else None
+
+
+#: Extensions taken for video without probing (where PyAV is missing: to say so).
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".mpg", ".mpeg", ".ts")
+
+
+def video_encoder(decoder: str, codec: str | None = None) -> str:
+    """The encoder for a stream decoded by ``decoder``: ``codec`` if given, else the same
+    codec where the bundled FFmpeg can encode it, else H.264."""
+    av = _av()
+    name = codec or ENCODERS.get(decoder, decoder)
+    try:
+        found = av.Codec(name, "w")
+    except Exception:
+        if codec is not None:
+            raise ImageError(f"--codec {codec}: no such encoder in this FFmpeg") from None
+        return FALLBACK_ENCODER
+    if found.type != "video":
+        raise ImageError(f"--codec {codec}: {found.name} is not a video encoder")
+    return found.name
+
+
+# --- frames <-> planes -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How one input video stream's frames are read: format, depth, range."""
+
+    format: str  # planar format the planes are in (after any conversion)
+    bits: int
+    full_range: bool
+
+
+def _planar_format(name: str, bits: int) -> str:
+    """The format to convert a non-planar frame format to (NV12 -> yuv420p, ...)."""
+    if _PLANAR.match(name):
+        return name
+    if bits <= 8:
+        return "yuv420p"
+    return "yuv420p10le" if bits <= 10 else "yuv420p12le"
+
+
+def _layout(frame: Any) -> _Layout:
+    fmt = frame.format
+    bits = fmt.components[0].bits
+    name = _planar_format(fmt.name, bits)
+    # Full range: the frame says so (color_range 2 = JPEG/pc), or a yuvj format implies it.
+    full = int(frame.color_range) == 2 or name.startswith("yuvj")
+    return _Layout(name, bits if name == fmt.name else (8 if bits <= 8 else int(name[8:10])), full)
+
+
+def _read_planes(frame: Any, layout: _Layout) -> list[np.ndarray]:
+    if frame.format.name != layout.format:
+        frame = frame.reformat(format=layout.format)
+    dtype = np.uint8 if layout.bits <= 8 else np.dtype("<u2")
+    planes = []
+    for plane in frame.planes:
+        rows = np.frombuffer(plane, dtype).reshape(plane.height, -1)
+        planes.append(np.ascontiguousarray(rows[:, : plane.width]))  # a copy: frames are reused
+    return planes
+
+
+def _make_frame(planes: list[np.ndarray], fmt: str) -> Any:
+    av = _av()
+    height, width = planes[0].shape
+    frame = av.VideoFrame(width, height, fmt)
+    for plane, values in zip(frame.planes, planes, strict=True):
+        rows = np.frombuffer(plane, values.dtype).reshape(plane.height, -1)
+        rows[:, : plane.width] = values
+    return frame
+
+
+# --- the transcode ----------------------------------------------------------------------
+
+
+@dataclass
+class _VideoOut:
+    """One upscaled stream: the input stream, its encoder stream, what was decoded."""
+
+    source: Any
+    stream: Any
+    frames_expected: int
+    decoded: int = 0
+    errors: int = 0
+    started: bool = False
+    layout: _Layout | None = None  # set by the decode stage from the first frame
+    out_format: str = ""  # set by the encode stage from the first frame
+    last_pts: int | None = None
+
+
+def _decode_error_types(av: Any) -> tuple[type[BaseException], ...]:
+    return (av.error.InvalidDataError, av.error.EOFError, av.error.FFmpegError)
+
+
+def _open_input(av: Any, src: Path) -> Any:
+    try:
+        return av.open(str(src), metadata_errors="replace")
+    except FileNotFoundError:
+        raise ImageError(f"{src}: no such file") from None
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise ImageError(f"{src}: cannot read as video ({_reason(exc)})") from None
+
+
+def _reason(exc: BaseException) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def _encoder_options(encoder: str, crf: int | None, preset: str | None) -> dict[str, str]:
+    options: dict[str, str] = {}
+    quality = crf if crf is not None else DEFAULT_CRF.get(encoder)
+    if quality is not None and encoder in DEFAULT_CRF:
+        options["crf"] = str(quality)
+        if encoder in ("libvpx-vp9", "libvpx"):
+            options["b"] = "0"  # constant quality: VP9's CRF needs the bitrate cap off
+    elif crf is not None:
+        raise ImageError(f"--crf: the {encoder} encoder has no CRF (it is lossless or fixed)")
+    chosen = preset if preset is not None else DEFAULT_PRESET.get(encoder)
+    if chosen is not None and encoder in PRESET_OPTION:
+        options[PRESET_OPTION[encoder]] = chosen
+    elif preset is not None:
+        raise ImageError(f"--preset: the {encoder} encoder has no presets")
+    return options
+
+
+def _output_format(encoder: Any, layout: _Layout) -> str:
+    """The input's planar format where the encoder takes it, else the nearest one it does."""
+    formats = [f.name for f in (encoder.video_formats or ())]
+    if not formats or layout.format in formats:
+        return layout.format
+    wanted = [layout.format.replace("yuvj", "yuv")]
+    if layout.bits > 8:
+        wanted += [f"yuv420p{layout.bits}le", "yuv420p10le"]
+    wanted += ["yuv420p"]
+    for name in wanted:
+        if name in formats:
+            return name
+    return formats[0]
+
+
+def _add_video_stream(
+    av: Any, out: Any, source: Any, scale: int, encoder: str, options: dict[str, str]
+) -> Any:
+    ctx = source.codec_context
+    rate = source.average_rate or source.guessed_rate or Fraction(25)
+    stream = out.add_stream(encoder, rate=rate, options=options)
+    stream.width, stream.height = ctx.width * scale, ctx.height * scale
+    # The input's time base: every frame keeps its own timestamp (variable frame rate too).
+    stream.time_base = source.time_base
+    stream.codec_context.time_base = source.time_base
+    for name in ("color_primaries", "color_trc", "colorspace", "color_range"):
+        setattr(stream.codec_context, name, getattr(ctx, name))
+    if ctx.sample_aspect_ratio:
+        stream.codec_context.sample_aspect_ratio = ctx.sample_aspect_ratio
+    stream.metadata.update(source.metadata)
+    return stream
+
+
+def _configure_on_first_frame(video: _VideoOut, first: Any, layout: _Layout, frame: Any) -> str:
+    """Pixel format, size and display matrix: known for sure only from the first decoded
+    frame (``first``; ``frame`` is its upscaled version)."""
+    stream = video.stream
+    fmt = _output_format(stream.codec_context.codec, layout)
+    stream.pix_fmt = fmt
+    stream.width, stream.height = frame.width, frame.height
+    if layout.full_range and int(stream.codec_context.color_range) == 0:
+        stream.codec_context.color_range = 2
+    for side in first.side_data:
+        if "DISPLAYMATRIX" in str(side.type):
+            stream.set_display_matrix(np.frombuffer(bytes(side), "<i4").tolist())
+    return fmt
+
+
+def upscale_video(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    upscaler: Upscaler | None = None,
+    *,
+    scale: int | None = None,
+    weights: Any = None,
+    backend: str = "auto",
+    codec: str | None = None,
+    crf: int | None = None,
+    preset: str | None = None,
+    overwrite: bool = False,
+    overlap: bool = True,
+    depth: int = 3,
+    progress: bool | None = None,
+) -> VideoSummary:
+    """Upscale every video stream of ``src`` into ``dst``, copying the other streams.
+
+    ``upscaler`` (or ``scale``/``weights``/``backend`` to build one); ``codec``: the encoder
+    (default: the input's where this FFmpeg can encode it, else libx264); ``crf``/``preset``
+    override the encoder's defaults. ``overlap=False`` runs decode, upscale and encode one
+    after another (for comparison); ``depth`` is the number of frames each queue holds.
+    ``progress``: a bar on stderr (None: when stderr is a terminal). Returns a
+    :class:`VideoSummary`; frames that could not be decoded are counted in it, not raised.
+    Problems with the file raise :class:`~srcnn_fast.errors.SrcnnError` with one line, and
+    leave no output and no temporary file.
+    """
+    av = _av()
+    src, dst = Path(src), Path(dst)
+    if upscaler is None:
+        from .infer import Upscaler
+
+        upscaler = Upscaler(scale, weights, backend)
+    if dst.exists():
+        if src.exists() and dst.resolve() == src.resolve():
+            raise OutputError(f"{dst}: is the input itself; not overwritten")
+        if not overwrite:
+            raise OutputError(f"{dst}: already exists (use --overwrite to replace it)")
+    summary = VideoSummary(src, dst)
+    started = time.perf_counter()
+    with _open_input(av, src) as container:
+        videos = list(container.streams.video)
+        if not videos:
+            raise ImageError(f"{src}: no video stream")
+        for stream in videos:
+            if stream.codec_context is None:
+                raise ImageError(
+                    f"{src}: video stream #{stream.index}: no decoder for its codec in this FFmpeg"
+                )
+        with atomic_output(dst, overwrite, keep_suffix=True) as tmp:
+            _transcode(
+                av,
+                container,
+                tmp,
+                dst,
+                upscaler,
+                summary,
+                codec,
+                crf,
+                preset,
+                overlap,
+                depth,
+                progress,
+            )
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _transcode(
+    av: Any,
+    container: Any,
+    tmp: Path,
+    dst: Path,
+    upscaler: Upscaler,
+    summary: VideoSummary,
+    codec: str | None,
+    crf: int | None,
+    preset: str | None,
+    overlap: bool,
+    depth: int,
+    progress: bool | None,
+) -> None:
+    src = summary.source
+    try:
+        out = av.open(str(tmp), "w")
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise OutputError(
+            f"{dst}: cannot write a video with this extension ({_reason(exc)})"
+        ) from None
+    try:
+        videos: dict[int, _VideoOut] = {}
+        copied: dict[int, Any] = {}
+        for stream in container.streams:
+            if stream.type == "video":
+                encoder = video_encoder(stream.codec_context.name, codec)
+                options = _encoder_options(encoder, crf, preset)
+                try:
+                    target = _add_video_stream(av, out, stream, upscaler.scale, encoder, options)
+                except (av.error.FFmpegError, ValueError) as exc:
+                    raise ImageError(
+                        f"{src}: cannot write video stream #{stream.index} with {encoder} "
+                        f"into {dst.suffix or 'this container'} ({_reason(exc)})"
+                    ) from None
+                videos[stream.index] = _VideoOut(stream, target, stream.frames or 0)
+            elif stream.discard == _DISCARD_ALL:
+                continue  # an MP4 chapter-title track: the chapters are copied as chapters
+            else:
+                try:
+                    copied[stream.index] = out.add_stream_from_template(stream)
+                except (av.error.FFmpegError, ValueError) as exc:
+                    summary.notes.append(
+                        f"{src}: {stream.type} stream #{stream.index} not copied ({_reason(exc)})"
+                    )
+        out.metadata.update(container.metadata)
+        chapters = container.chapters()
+        if chapters:
+            out.set_chapters(chapters)
+        for stream in container.streams.video:
+            stream.thread_type = "AUTO"  # frame threads: decode keeps up on every core
+
+        total = sum(v.frames_expected for v in videos.values()) or None
+        bar = _progress_bar(progress, total, src)
+        items = pipelined(
+            _demux(av, container, videos, copied),
+            lambda item: _upscale_item(upscaler, item),
+            depth=depth,
+            times=summary.times,
+            overlap=overlap,
+        )
+        try:
+            # The muxer opens every encoder at its first packet, and an encoder's format
+            # and display matrix are known for sure only from its first decoded frame: what
+            # comes before every video stream has its first frame (a little audio) waits.
+            waiting: list[Any] | None = []
+
+            def emit(packets: list[Any]) -> None:
+                if waiting is None:
+                    out.mux(packets)
+                else:
+                    waiting.extend(packets)
+
+            for item in items:
+                if item[0] == "packet":
+                    _, packet, index = item
+                    packet.stream = copied[index]
+                    emit([packet])
+                    continue
+                _, index, planes, layout, pts, time_base, first = item
+                video = videos[index]
+                frame = _make_frame(planes, layout.format)
+                frame.pts, frame.time_base = pts, time_base
+                if not video.started:
+                    video.started = True
+                    video.out_format = _configure_on_first_frame(video, first, layout, frame)
+                if frame.format.name != video.out_format:
+                    frame = frame.reformat(format=video.out_format)
+                emit(_encode(av, video, frame, src))
+                if waiting is not None and all(v.started for v in videos.values()):
+                    out.mux(waiting)
+                    waiting = None
+                summary.frames += 1
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            items.close()
+            if bar is not None:
+                bar.close()
+        for video in videos.values():
+            if video.started:
+                emit(_encode(av, video, None, src))
+        if waiting:
+            out.mux(waiting)
+        for video in videos.values():
+            # A packet that fails to decode is a frame lost; where the header gives the
+            # frame count, frames that never arrived (a truncated file) are lost too.
+            summary.lost_frames += max(video.errors, video.frames_expected - video.decoded)
+        if summary.frames == 0:
+            raise ImageError(f"{src}: no video frame could be decoded")
+    except BaseException:
+        out.close()  # the temporary file is removed by atomic_output
+        raise
+    out.close()
+
+
+def _encode(av: Any, video: _VideoOut, frame: Any, src: Path) -> list[Any]:
+    try:
+        return video.stream.encode(frame)
+    except av.error.FFmpegError as exc:
+        ctx = video.stream.codec_context
+        raise ImageError(
+            f"{src}: the {ctx.name} encoder refuses {ctx.width}x{ctx.height} "
+            f"{ctx.pix_fmt} frames ({_reason(exc)}; try another --codec, e.g. ffv1)"
+        ) from None
+
+
+def _demux(
+    av: Any, container: Any, videos: dict[int, _VideoOut], copied: dict[int, Any]
+) -> Iterator[tuple]:
+    """The decode stage: ("frame", index, planes, ...) and ("packet", packet, index) items in
+    the input's order. Undecodable packets are counted, not raised: what decodes goes on, and
+    a container that breaks off (truncated) ends the stream there."""
+    errors = _decode_error_types(av)
+    packets = container.demux()
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            break
+        except errors:
+            for video in videos.values():
+                video.errors += 1
+            break
+        if not packet.size:  # the demuxer's end-of-stream marker: flushed below
+            continue
+        index = packet.stream.index
+        if index in copied:
+            yield ("packet", packet, index)
+        elif index in videos:
+            yield from _decode(videos[index], packet, errors)
+    for video in videos.values():
+        yield from _decode(video, None, errors)
+
+
+def _decode(video: _VideoOut, packet: Any, errors: tuple) -> Iterator[tuple]:
+    try:
+        frames = video.source.decode(packet)
+    except errors:
+        video.errors += 1
+        return
+    for frame in frames:
+        first = None
+        if video.layout is None:
+            video.layout = _layout(frame)
+            first = frame
+        video.decoded += 1
+        # Frames drained from the decoder at the end carry no time base; a frame without a
+        # timestamp (some AVI files) follows the one before at the stream's frame rate.
+        time_base = frame.time_base or video.source.time_base
+        pts = frame.pts
+        if pts is None:
+            step = 1 / (time_base * (video.source.average_rate or 25))
+            pts = 0 if video.last_pts is None else video.last_pts + max(1, round(step))
+        video.last_pts = pts
+        yield (
+            "frame",
+            video.source.index,
+            _read_planes(frame, video.layout),
+            video.layout,
+            pts,
+            time_base,
+            first,
+        )
+
+
+def _upscale_item(upscaler: Upscaler, item: tuple) -> tuple:
+    """The upscale stage: frames through the network, packets passed on untouched."""
+    if item[0] == "packet":
+        return item
+    _, index, planes, layout, pts, time_base, first = item
+    upscaled = upscaler.upscale_planes(planes, layout.bits, layout.full_range)
+    return ("frame", index, upscaled, layout, pts, time_base, first)
+
+
+def _progress_bar(progress: bool | None, total: int | None, src: Path) -> Any:
+    if progress is False or (progress is None and not sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc=src.name, leave=False, dynamic_ncols=True)
