@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import REPO, assert_close
-from cudacpu import CpuModule, have_compiler, sanitizer_run
-from cudacpu.device import HarnessDevice, tile_edge_shapes
+from cudacpu import KERNELS, CpuModule, OwnershipError, have_compiler, kernel_names, sanitizer_run
+from cudacpu.device import CONV3_LOOP, HarnessDevice, PlantedDevice, tile_edge_shapes
+from cudacpu.ownership import TILES
 
 from srcnn_fast.backends.cuda import CudaBackend, tile_for
 from srcnn_fast.backends.reference import ReferenceBackend
@@ -126,6 +127,64 @@ def test_shared_memory_is_poisoned_between_blocks() -> None:
     assert np.isnan(y[:63]).all() and np.isnan(y[64:127]).all()
     CpuModule(PLANTED).get_function("neighbour_sum")((2,), (64,), (x, y))
     np.testing.assert_array_equal(y, x + np.roll(x.reshape(2, 64), -1, axis=1).reshape(-1))
+
+
+@pytest.mark.parametrize(
+    ("plant", "report"),
+    [
+        # Issue 20: one extra pass writes one pixel into the next block's tile.
+        ("o <= TILE_H * TILE_W", r"out\[0, 16, 0\] written by block \(0, 0, 0\), but the tile "),
+        # One pass short: the last pixel of every tile is never written.
+        ("o < TILE_H * TILE_W - 1", r"out\[0, 15, 31\] not written by block \(0, 0, 0\)"),
+    ],
+)
+def test_block_ownership_catches_planted_conv3_loop_bugs(plant: str, report: str) -> None:
+    # Both bugs leave the output right when blocks run forward one after another (the next
+    # block overwrites the stray pixel; the reference comparison sees the missing one only if
+    # the buffer held garbage there). The ownership check names the pixel and the block.
+    weights = SRCNNWeights.random(scale=2, seed=1)
+    planted = CONV3_LOOP.replace("o < TILE_H * TILE_W", plant)
+    device = PlantedDevice({"srcnn_fused_f32.cu": (CONV3_LOOP, planted)})
+    backend = CudaBackend(weights, device)
+    assert backend.pipeline.tile == (16, 32)
+    luma = np.random.default_rng(0).random((20, 20), dtype=np.float32)  # 40 x 40: 2 x 3 tiles
+    with pytest.raises(OwnershipError, match=report):
+        backend.upscale_luma(luma)
+
+
+def test_block_order_dependence_is_reported() -> None:
+    kernel = CpuModule(PLANTED).get_function("running_sum")
+    x, y = np.ones(192, np.float32), np.zeros(192, np.float32)
+    with pytest.raises(OwnershipError, match="differs between block orders"):
+        kernel((3,), (64,), (x, y))
+
+
+def test_every_kernel_has_its_tiles_described() -> None:
+    """The ownership check covers every kernel the backend launches: each declares which block
+    writes which output element (tests/cudacpu/ownership.py)."""
+    names = {n for path in KERNELS.glob("*.cu") for n in kernel_names(path.read_text())}
+    assert names and names <= TILES.keys(), names - TILES.keys()
+
+
+@pytest.mark.parametrize("kernel", ["neighbour_sum", "dynamic_neighbour_sum"])
+def test_shared_memory_overrun_by_one_float_is_caught_without_asan(kernel: str) -> None:
+    x, y = np.arange(128, dtype=np.float32), np.zeros(128, np.float32)
+    smem = 64 * 4 if kernel.startswith("dynamic") else 0
+    write = CpuModule(PLANTED, ["-DPLANT_OVERRUN_WRITE"]).get_function(kernel)
+    with pytest.raises(RuntimeError, match=r"shared-memory overrun: block \(0, 0, 0\) wrote"):
+        write((2,), (64,), (x, y), shared_mem=smem)
+    # A read one float past the end returns the guard's NaN: only the thread that overran
+    # (the last of each block) sees it, and it reaches the output.
+    CpuModule(PLANTED, ["-DPLANT_OVERRUN"]).get_function(kernel)((2,), (64,), (x, y), smem)
+    assert np.isnan(y[[63, 127]]).all() and not np.isnan(np.delete(y, [63, 127])).any()
+
+
+def test_a_host_one_float_short_of_the_kernels_shared_memory_is_caught() -> None:
+    weights = SRCNNWeights.random(Architecture(f1=5, n1=8, n2=8, f3=3), scale=2, seed=3)
+    backend = CudaBackend(weights, HarnessDevice())
+    backend.pipeline.shared_bytes -= 4
+    with pytest.raises(RuntimeError, match="past the end of dynamic shared memory"):
+        backend.upscale_luma(np.ones((5, 6), np.float32))
 
 
 PLANTED_RUN = """

@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO
-from cudacpu import KERNELS, CpuModule, build, have_compiler, sanitizer_run
-from cudacpu.device import HarnessDevice, tile_edge_shapes
+from cudacpu import KERNELS, CpuModule, OwnershipError, build, have_compiler, sanitizer_run
+from cudacpu.device import CONV3_LOOP, HarnessDevice, PlantedDevice, tile_edge_shapes
 
 from srcnn_fast import imageops
 from srcnn_fast.backends.cuda import CudaBackend
@@ -329,6 +329,20 @@ def test_packed_pixels_and_batches() -> None:
         assert diff.max() <= 1 and np.mean(diff > 0) < 0.02, (f, diff.max(), np.mean(diff > 0))
 
 
+def test_block_ownership_catches_the_planted_conv3_off_by_one() -> None:
+    # Issue 20's `<=` in this kernel's gather loop: the extra pass writes one pixel of the next
+    # block's tile, hidden when blocks run forward one after another.
+    planted = CONV3_LOOP.replace("o < TILE_H", "o <= TILE_H")
+    device = PlantedDevice({"srcnn_fused_tc.cu": (CONV3_LOOP, planted)})
+    backend = CudaBackend(
+        SRCNNWeights.random(SMALL_ARCH, scale=2, seed=1), device, precision="fp16"
+    )
+    assert backend.pipeline.tile == (16, 32)
+    luma = np.random.default_rng(0).random((20, 20), dtype=np.float32)  # 40 x 40: 2 x 3 tiles
+    with pytest.raises(OwnershipError, match=r"out\[0, 16, 0\] written by block \(0, 0, 0\)"):
+        backend.upscale_luma(luma)
+
+
 def test_tiles_and_shared_memory_match_the_kernel() -> None:
     default = SRCNNWeights.random(scale=2)
     assert tensorcore_tile(default, 227 * 1024) == (16, 32)  # sm_80 / sm_90
@@ -374,7 +388,8 @@ def test_kernel_is_clean_under_sanitizers(variant: str) -> None:
     # host's shared-memory size (exactly the buffer the launcher allocates) under ASan.
     code = f"""
 import numpy as np
-from cudacpu.device import HarnessDevice, tile_edge_shapes
+from cudacpu import OwnershipError
+from cudacpu.device import CONV3_LOOP, HarnessDevice, PlantedDevice, tile_edge_shapes
 from srcnn_fast.backends.cuda import CudaBackend
 from srcnn_fast.model import Architecture, SRCNNWeights
 w = SRCNNWeights.random(Architecture(f1=5, n1=16, n2=8, f3=3), scale=3, seed=1)

@@ -113,6 +113,41 @@ def test_ycbcr_matches_matlab_constants() -> None:
     assert_close(ycc, np.array(expected), 1e-3, "YCbCr of white, black, red")
 
 
+# MATLAB rgb2ycbcr / ycbcr2rgb (BT.601 studio range), in 8-bit units per 8-bit unit: rows Y, Cb,
+# Cr (resp. R, G, B), columns R, G, B (resp. Y, Cb, Cr). The inverse's published 3-decimal form.
+MATLAB_RGB_TO_YCBCR = [
+    [65.481, 128.553, 24.966],
+    [-37.797, -74.203, 112.0],
+    [112.0, -93.786, -18.214],
+]
+MATLAB_YCBCR_TO_RGB = [[1.164, 0.0, 1.596], [1.164, -0.392, -0.813], [1.164, 2.017, 0.0]]
+
+
+def test_every_ycbcr_coefficient_matches_matlab() -> None:
+    """Each primary alone pins one column of the matrix, so a swapped, mistyped or missing
+    coefficient fails here (white, black and red cannot tell G from B)."""
+    black = np.zeros(3, np.float32)
+    primaries = np.eye(3, dtype=np.float32)  # pure R, G, B
+    # float32 arithmetic: ~1e-5 of an 8-bit unit; a swapped coefficient is off by tens.
+    columns = (imageops.rgb_to_ycbcr(primaries) - imageops.rgb_to_ycbcr(black)) * 255
+    assert_close(columns.T, np.array(MATLAB_RGB_TO_YCBCR), 1e-4, "YCbCr per primary")
+    assert_close(imageops.rgb_to_ycbcr(black) * 255, [16, 128, 128], 1e-4, "YCbCr offset")
+    # The luma the network sees (and PSNR is measured on) is the same row, channel by channel.
+    luma = (imageops.rgb_to_luma(primaries) - imageops.rgb_to_luma(black)) * 255
+    assert_close(luma, np.array(MATLAB_RGB_TO_YCBCR[0]), 1e-4, "luma per primary")
+
+
+def test_every_inverse_coefficient_matches_matlab() -> None:
+    # 100-level steps of Y, Cb and Cr from the offset: each pins one column of the inverse.
+    offset = np.array([16, 128, 128], np.float32) / 255
+    steps = offset + np.eye(3, dtype=np.float32) * 100 / 255
+    columns = (imageops.ycbcr_to_rgb(steps) - imageops.ycbcr_to_rgb(offset)) / 100 * 255
+    # The published matrix has 3 decimals (e.g. 255/219 = 1.16438): 1e-3 separates it from any
+    # swap (the smallest gap between two entries is 0.43).
+    assert_close(columns.T, np.array(MATLAB_YCBCR_TO_RGB), 1e-3, "RGB per Y, Cb, Cr step")
+    assert_close(imageops.ycbcr_to_rgb(offset), np.zeros(3), 1e-6, "black")
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
 def test_colour_round_trip_within_one_lsb(dtype: type) -> None:
     info = np.iinfo(dtype)
