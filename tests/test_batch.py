@@ -79,7 +79,8 @@ def test_unwritable_output_folder(tree: Path, tiny_weights: Path, tmp_path: Path
     assert main(argv) == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[0] == (
-        f"srcnn-fast: error: {blocker}/sub: cannot create the folder (Not a directory)"
+        f"srcnn-fast: error: {blocker}/sub/a_x2.png: cannot write the output "
+        f"({blocker} is not a folder)"
     ), lines
     assert len(lines) == 2 and "0 upscaled, 1 failed" in lines[1], lines
     assert blocker.read_text() == "x" and outputs(tree) == []
