@@ -81,8 +81,9 @@ def _check_shipped_scale(args: argparse.Namespace) -> None:
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from .batch import check_output_option, collect_jobs, run_jobs
+    from .batch import run_jobs
     from .infer import Upscaler
+    from .jobs import check_output_option, collect_jobs
 
     if args.ray is not None:
         return _upscale_on_ray(args)
