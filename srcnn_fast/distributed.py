@@ -4,10 +4,11 @@ The driver decides everything that needs no pixels, with the local CLI's rules (
 both use, :mod:`srcnn_fast.jobs`): which files the inputs name (folders, globs, ``-r``), each
 output's name (``NAME_xS.EXT``, the input tree mirrored under the output folder), and which
 outputs are refused (an input, two inputs writing one output, an existing file without
-``overwrite``) or skipped (``skip_existing``). The dataset then carries only (source, target) pairs; a fixed pool of actors, each holding
-one :class:`~srcnn_fast.infer.Upscaler` built once, reads, decodes, upscales, encodes and
-writes each file. Output bytes come from the same ``decode_image`` / ``Upscaler`` /
-``encode_image`` calls as the local CLI, so they are the same bytes.
+``overwrite``) or skipped (``skip_existing``). The dataset then carries only (source,
+target) pairs; a fixed pool of actors, each holding one :class:`~srcnn_fast.infer.Upscaler`
+built once, reads, decodes, upscales, encodes and writes each file. Output bytes come from
+the same ``decode_image`` / ``Upscaler`` / ``encode_image`` calls as the local CLI, so they
+are the same bytes.
 
 Where files live: a plain path is a local file, read and written by the workers at the same
 path (a filesystem every node mounts, such as NFS, on a multi-node cluster); anything with a
