@@ -110,8 +110,9 @@ def _video_inputs(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
-    from .batch import check_output_option, collect_jobs, run_jobs
+    from .batch import run_jobs
     from .infer import Upscaler
+    from .jobs import check_output_option, collect_jobs
 
     videos = _video_inputs(args)
     if args.ray is not None:

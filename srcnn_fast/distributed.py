@@ -1,13 +1,14 @@
 """Upscale a collection on a Ray cluster (``srcnn-fast upscale ... --ray``), with Ray Data.
 
-The driver decides everything that needs no pixels, with the local CLI's rules: which files
-the inputs name (folders, globs, ``-r``), each output's name (``NAME_xS.EXT``, the input
-tree mirrored under the output folder), and which outputs are refused (an input, two inputs
-writing one output, an existing file without ``overwrite``) or skipped (``skip_existing``).
-The dataset then carries only (source, target) pairs; a fixed pool of actors, each holding
-one :class:`~srcnn_fast.infer.Upscaler` built once, reads, decodes, upscales, encodes and
-writes each file. Output bytes come from the same ``decode_image`` / ``Upscaler`` /
-``encode_image`` calls as the local CLI, so they are the same bytes.
+The driver decides everything that needs no pixels, with the local CLI's rules (the planner
+both use, :mod:`srcnn_fast.jobs`): which files the inputs name (folders, globs, ``-r``), each
+output's name (``NAME_xS.EXT``, the input tree mirrored under the output folder), and which
+outputs are refused (an input, two inputs writing one output, an existing file without
+``overwrite``) or skipped (``skip_existing``). The dataset then carries only (source,
+target) pairs; a fixed pool of actors, each holding one :class:`~srcnn_fast.infer.Upscaler`
+built once, reads, decodes, upscales, encodes and writes each file. Output bytes come from
+the same ``decode_image`` / ``Upscaler`` / ``encode_image`` calls as the local CLI, so they
+are the same bytes.
 
 Where files live: a plain path is a local file, read and written by the workers at the same
 path (a filesystem every node mounts, such as NFS, on a multi-node cluster); anything with a
@@ -39,22 +40,27 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .batch import (
-    DEFAULT_MAX_PIXELS,
-    Summary,
-    _is_our_output,
-    check_output_option,
-    check_size,
-    collect_jobs,
-)
+from .batch import DEFAULT_MAX_PIXELS, Summary, check_size
 from .errors import BackendError, ImageError, OutputError, SrcnnError
-from .imagefile import IMAGE_EXTENSIONS, check_writable_format, decode_image, encode_image
-from .infer import WeightsLike, _load_weights
+from .imagefile import check_writable_format, decode_image, encode_image
+from .infer import WeightsLike, load_weights
+from .jobs import (
+    TargetRules,
+    check_output_option,
+    collect_jobs,
+    folder_images,
+    glob_inputs,
+    names_folder,
+    no_images,
+    no_match,
+    no_such_file,
+    output_name,
+)
 
 if TYPE_CHECKING:
     from pyarrow.fs import FileSystem
@@ -183,7 +189,7 @@ def run_distributed(
 
     _require_ray()
     # Loaded here, sent to the workers: a weights file on the driver's disk is enough.
-    model = _load_weights(weights, scale)
+    model = load_weights(weights, scale)
     filesystems = _Filesystems()
     inputs = list(inputs)
     pairs, problems = _plan(inputs, model.scale, output, recursive, filesystems)
@@ -275,12 +281,6 @@ def _open_uri(text: str) -> tuple[FileSystem, str, str]:
     return fs, path.rstrip("/") or path, shown.rstrip("/") or shown
 
 
-def _output_name(path: str, scale: int) -> str:
-    # batch.collect_jobs names local outputs; URIs need the name without a local Path.
-    source = PurePosixPath(path)
-    return f"{source.stem}_x{scale}{source.suffix}"
-
-
 def _glob_match(parts: list[str], pattern: list[str]) -> bool:
     """Python's ``glob(recursive=True)`` on path segments: ``*``, ``?`` and ``[...]`` within
     a name, ``**`` across folders, hidden names only for a pattern that starts with ``.``."""
@@ -303,8 +303,8 @@ def _list_uri(
     arg: str, scale: int, recursive: bool, filesystems: _Filesystems
 ) -> tuple[list[tuple[_File, str]], str | None, bool]:
     """The files a URI input names, each with its folder relative to the input's root (the
-    tree that -o mirrors), the problem with it if any, and whether it names one file: as
-    collect_jobs does for local inputs."""
+    tree that -o mirrors), the problem with it if any, and whether it names one file: the
+    rules of :func:`~srcnn_fast.jobs.collect_jobs`, on a pyarrow filesystem."""
     from pyarrow.fs import FileSelector, FileType
 
     text, _, query = arg.partition("?")
@@ -317,35 +317,26 @@ def _list_uri(
                 index = filesystems.index(fs)
                 return [(_File(index, root, shown), "")], None, True
             if info.type != FileType.Directory:
-                return [], f"{arg}: no such file or folder", False
+                return [], no_such_file(arg), False
             listing = fs.get_file_info(FileSelector(root, recursive=recursive))
-            files = [
-                i.path
-                for i in listing
-                if i.type == FileType.File
-                and PurePosixPath(i.path).suffix.lower() in IMAGE_EXTENSIONS
-                and not _is_our_output(PurePosixPath(i.path), scale)
-            ]
+            files = folder_images((i.path for i in listing if i.type == FileType.File), scale)
             if not files:
-                problem = f"{arg}: no images in this folder"
-                return [], problem + ("" if recursive else " (use -r for sub-folders)"), False
-            files.sort(key=PurePosixPath)  # the order of collect_jobs: Paths, not strings
+                return [], no_images(arg, recursive), False
         else:
             root_text = text[: text.rfind("/", 0, wildcard.start()) + 1]
             pattern = text[len(root_text) :].split("/")
             fs, root, shown = _open_uri(root_text + ("?" + query if query else ""))
             deep = len(pattern) > 1 or "**" in pattern
             selector = FileSelector(root, recursive=deep, allow_not_found=True)
-            files = [
+            matches = (
                 i.path
                 for i in fs.get_file_info(selector)
                 if i.type == FileType.File
                 and _glob_match(i.path[len(root) :].strip("/").split("/"), pattern)
-                and not _is_our_output(PurePosixPath(i.path), scale)
-            ]
+            )
+            files = glob_inputs(matches, scale)
             if not files:
-                return [], f"{arg}: no file matches this pattern", False
-            files.sort()  # as collect_jobs sorts glob's strings
+                return [], no_match(arg), False
     except (OSError, ValueError) as exc:  # pyarrow: unparsable URI, no access, no network
         return [], f"{arg}: cannot list ({_reason(exc)})", False
     index = filesystems.index(fs)
@@ -365,17 +356,16 @@ def _names_existing_file(output: str) -> bool:
     return fs.get_file_info(path).type == FileType.File
 
 
-def _names_a_file(output: str) -> bool:
-    """Whether -o is the output file itself (for a single input file): not an existing
-    folder, and not written as one (a trailing separator)."""
-    if output.endswith(("/", os.sep)):
-        return False
-    if not _is_uri(output):
-        return not Path(output).is_dir()
+def _uri_is_dir(text: str) -> bool:
     from pyarrow.fs import FileType
 
-    fs, path, _ = _open_uri(output)
-    return fs.get_file_info(path).type != FileType.Directory
+    fs, path, _ = _open_uri(text)
+    return fs.get_file_info(path).type == FileType.Directory
+
+
+def _names_a_file(output: str) -> bool:
+    """Whether -o is the output file itself (for a single input file)."""
+    return not (names_folder(output, _uri_is_dir) if _is_uri(output) else names_folder(output))
 
 
 def _plan(
@@ -433,7 +423,7 @@ def _plan(
         if problem is not None:
             problems.append(problem)
         for source, folder in files:
-            name = _output_name(source.path, scale)
+            name = output_name(source.path, scale)
             if output is None:
                 target = _File(
                     source.fs,
@@ -468,25 +458,14 @@ def _check_targets(
             (target, info.type != FileType.NotFound)
             for target, info in zip(targets, infos, strict=True)
         )
-    inputs = {filesystems.key(source) for source, _ in pairs}
-    planned: set[tuple[int, str]] = set()
+    rules = TargetRules((filesystems.key(source) for source, _ in pairs), overwrite, skip_existing)
     runnable = []
     for source, target in pairs:
         try:
             key = filesystems.key(target)
-            if key in inputs:
-                raise OutputError(f"{target.shown}: refusing to overwrite an input image")
-            if key in planned:
-                raise OutputError(f"{target.shown}: another input of this run already writes it")
-            planned.add(key)
-            if exists[target]:
-                if skip_existing:
-                    summary.skipped += 1
-                    continue
-                if not overwrite:
-                    raise OutputError(
-                        f"{target.shown}: already exists (use --overwrite or --skip-existing)"
-                    )
+            if not rules.admit(key, target.shown, lambda target=target: exists[target]):
+                summary.skipped += 1
+                continue
             check_writable_format(target.shown)
             runnable.append((source, target))
         except SrcnnError as exc:

@@ -34,7 +34,7 @@ from .backends import BACKEND_ENV, create_backend
 from .errors import ImageError, WeightsError
 from .model import SRCNNWeights
 
-__all__ = ["SHIPPED_SCALES", "Upscaler", "shipped_weights_path", "upscale"]
+__all__ = ["SHIPPED_SCALES", "Upscaler", "load_weights", "shipped_weights_path", "upscale"]
 
 SHIPPED_SCALES = (2, 3, 4)
 DEFAULT_SCALE = 2
@@ -75,7 +75,9 @@ def shipped_weights_path(scale: int) -> Path:
     return Path(str(resources.files("srcnn_fast") / "weights" / f"srcnn_x{scale}.npz"))
 
 
-def _load_weights(weights: WeightsLike, scale: int | None) -> SRCNNWeights:
+def load_weights(weights: WeightsLike, scale: int | None) -> SRCNNWeights:
+    """The weights ``weights`` names (None: the shipped ones for ``scale``, default 2),
+    refused if they are for another scale than ``scale`` (None: any)."""
     if weights is None:
         return SRCNNWeights.load(shipped_weights_path(scale or DEFAULT_SCALE))
     if not isinstance(weights, SRCNNWeights):
@@ -142,7 +144,7 @@ class Upscaler:
             not isinstance(scale, (int, np.integer)) or isinstance(scale, bool) or scale < 1
         ):
             raise WeightsError(f"scale must be a positive integer, got {scale!r}")
-        self.weights = _load_weights(weights, None if scale is None else int(scale))
+        self.weights = load_weights(weights, None if scale is None else int(scale))
         self.scale = self.weights.scale
         if alpha not in imageops.ALPHA_MODES:
             raise ImageError(

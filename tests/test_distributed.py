@@ -217,7 +217,7 @@ def test_uri_inputs_and_outputs_are_planned_as_the_cli_plans_paths(
 ) -> None:
     """The driver's planning alone (no cluster): for every kind of input, URIs name the same
     files and outputs as the same local paths do in the CLI, -o folder or file included."""
-    from srcnn_fast.batch import collect_jobs
+    from srcnn_fast.jobs import collect_jobs
 
     # (local argument, the same as a URI: there ? starts the query, [...] replaces it)
     cases = [
