@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import re
 import sys
 import typing
@@ -81,41 +80,35 @@ def _check_shipped_scale(args: argparse.Namespace) -> None:
         )
 
 
-def _video_inputs(args: argparse.Namespace) -> list[str]:
-    """The inputs named explicitly that are media files (FFmpeg reads them: videos, and
-    audio-only files, which the video path refuses in one line); refuses the flags that only images
-    take, and the video flags where there is no video (usage errors)."""
-    from .video import is_media
-
-    videos = [name for name in args.inputs if is_media(name)]
+def _check_flags_for(args: argparse.Namespace, videos: list[Path]) -> None:
+    """Refuse the flags that only images take where there is a video, and the video flags
+    where there is none (usage errors)."""
     if videos:
         image_only = [
             ("--tile", args.tile is not None),
             ("--alpha network", args.alpha != "bicubic"),
             ("--max-pixels", args.max_pixels != DEFAULT_MAX_PIXELS),
-            ("--ray", args.ray is not None),
         ]
         for flag, given in image_only:
             if given:
                 raise UsageError(f"{videos[0]}: {flag} applies to images only, not to video")
-    else:
-        for flag, value in (
-            ("--codec", args.codec),
-            ("--crf", args.crf),
-            ("--preset", args.preset),
-        ):
-            if value is not None:
-                raise UsageError(f"{flag} applies to video inputs only, and none was given")
-    return videos
+        return
+    for flag, value in (("--codec", args.codec), ("--crf", args.crf), ("--preset", args.preset)):
+        if value is not None:
+            raise UsageError(f"{flag} applies to video inputs only, and none was given")
 
 
 def cmd_upscale(args: argparse.Namespace) -> int:
     from .batch import run_jobs
+    from .imagefile import IMAGE_EXTENSIONS
     from .infer import Upscaler
     from .jobs import check_output_option, collect_jobs
+    from .video import is_media
 
-    videos = _video_inputs(args)
     if args.ray is not None:
+        for name in args.inputs:
+            if is_media(name):
+                raise UsageError(f"{name}: --ray applies to images only, not to video")
         return _upscale_on_ray(args)
     if args.ray_workers is not None:
         _error("--ray-workers needs --ray")
@@ -124,24 +117,27 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     upscaler = Upscaler(
         _scale(args), args.weights, args.backend, args.precision, alpha=args.alpha, tile=args.tile
     )
-    images = [name for name in args.inputs if name not in videos]
-    out_option = args.output
-    if videos and out_option and len(args.inputs) > 1 and not out_option.endswith(("/", os.sep)):
-        out_option += os.sep  # several inputs: -o is their folder, for each kind alike
-    jobs, problems = (
-        collect_jobs(images, upscaler.scale, out_option, args.recursive) if images else ([], [])
+    # Folders and globs take videos too; a file named on its own is a video (or other media,
+    # which the video path refuses in one line) when FFmpeg reads it as one.
+    every, problems = collect_jobs(
+        args.inputs, upscaler.scale, args.output, args.recursive, also=is_media
     )
-    video_jobs, _ = collect_jobs(videos, upscaler.scale, out_option, False)
+    video_jobs = [
+        job
+        for job in every
+        if job.source.suffix.lower() not in IMAGE_EXTENSIONS and is_media(job.source)
+    ]
+    jobs = [job for job in every if job not in video_jobs]
+    _check_flags_for(args, [job.source for job in video_jobs])
     for problem in problems:
         _error(problem)
     if args.output is not None:
         out = Path(args.output)
-        every = jobs + video_jobs
         several = len(every) > 1 or len(args.inputs) > 1 or any(j.target != out for j in every)
         check_output_option(args.output, several, out.is_file())
     progress = None if not args.quiet else False
     video_failed = _upscale_videos(video_jobs, upscaler, args) if video_jobs else 0
-    if not images:
+    if not jobs and not problems and video_jobs:
         return EXIT_FAILED if video_failed else EXIT_OK
 
     def done(job) -> None:

@@ -45,14 +45,21 @@ def is_our_output(name: str | PurePath, scale: int) -> bool:
     return PurePosixPath(name).stem.endswith(f"_x{scale}")
 
 
-def folder_images(paths: Iterable[P], scale: int) -> list[P]:
-    """The files listed in a folder that are inputs (an image extension, not one of our
-    outputs), in path order (segment by segment, as pathlib sorts)."""
+def folder_images(
+    paths: Iterable[P], scale: int, also: Callable[[P], bool] | None = None
+) -> list[P]:
+    """The files listed in a folder that are inputs (an image extension, or another file that
+    ``also`` admits: a video; not one of our outputs), in path order (segment by segment, as
+    pathlib sorts)."""
     return sorted(
         (
             p
             for p in paths
-            if PurePosixPath(p).suffix.lower() in IMAGE_EXTENSIONS and not is_our_output(p, scale)
+            if not is_our_output(p, scale)
+            and (
+                PurePosixPath(p).suffix.lower() in IMAGE_EXTENSIONS
+                or (also is not None and also(p))
+            )
         ),
         key=PurePosixPath,
     )
@@ -140,19 +147,21 @@ def collect_jobs(
     scale: int,
     out: str | None,
     recursive: bool,
+    also: Callable[[Path], bool] | None = None,
 ) -> tuple[list[Job], list[str]]:
     """Jobs for local inputs (files, folders, globs), and one message per input that names
     nothing usable.
 
     ``out`` is -o as typed: a folder if it exists as one or ends with a separator, or if
-    there is more than one input; else the output file of the single input file.
+    there is more than one input; else the output file of the single input file. ``also``
+    admits files without an image extension from folders (videos, for the CLI).
     """
     inputs = list(inputs)
     found: list[tuple[Path, Path]] = []  # (file, the folder its output path is relative to)
     problems: list[str] = []
     for arg in inputs:
         try:
-            found += _files_of(arg, recursive, scale, problems)
+            found += _files_of(arg, recursive, scale, problems, also)
         except OSError as exc:  # e.g. a name too long for the file system
             problems.append(failure_message(exc))
     # One file named on its own: -o may name the output file itself.
@@ -177,13 +186,17 @@ def collect_jobs(
 
 
 def _files_of(
-    arg: str, recursive: bool, scale: int, problems: list[str]
+    arg: str,
+    recursive: bool,
+    scale: int,
+    problems: list[str],
+    also: Callable[[Path], bool] | None,
 ) -> list[tuple[Path, Path]]:
     """The (file, root) pairs that one input names; a message in ``problems`` if none."""
     path = Path(arg)
     if path.is_dir():
         listing = path.rglob("*") if recursive else path.iterdir()
-        files = [p for p in folder_images(listing, scale) if p.is_file()]
+        files = [p for p in folder_images(listing, scale, also) if p.is_file()]
         if not files:
             problems.append(no_images(path, recursive))
         return [(f, path) for f in files]

@@ -399,8 +399,11 @@ def _transcode(
     progress: bool | None,
 ) -> None:
     src = summary.source
+    # The output's extension picks the muxer; a name without one (a video found by probing,
+    # whatever its name) keeps the input's container format.
+    muxer = None if dst.suffix else container.format.name.split(",")[0]
     try:
-        out = av.open(str(tmp), "w")
+        out = av.open(str(tmp), "w", format=muxer)
     except (av.error.FFmpegError, ValueError) as exc:
         raise OutputError(
             f"{dst}: cannot write a video with this extension ({_reason(exc)})"

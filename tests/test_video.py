@@ -543,3 +543,27 @@ def test_without_pyav_a_video_input_says_how_to_install(tmp_path):
     assert done.returncode == 1, done.stderr
     assert "pip install 'srcnn-fast[video]'" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "clip_x2.mp4").exists()
+
+
+def test_cli_folder_mixing_images_and_videos(tmp_path, tiny):
+    """A folder run (-r) takes its videos as it takes its images: each kind by its own path,
+    outputs mirrored under -o, a video whose name says nothing (no extension) found by probing,
+    our own outputs and other files left alone, and a second run skips what is done."""
+    from srcnn_fast.imagefile import write_image
+
+    tree = tmp_path / "in"
+    (tree / "sub").mkdir(parents=True)
+    write_image(tree / "a.png", np.full((6, 5, 3), 100, np.uint8))
+    make_clip(tree / "sub" / "clip.mkv", frames=2, audio=False)
+    make_clip(tree / "sub" / "noext.mkv", frames=2, audio=False)
+    (tree / "sub" / "noext.mkv").rename(tree / "sub" / "noext")
+    (tree / "notes.txt").write_text("not media")
+    weights, out = str(tiny(2)), tmp_path / "out"
+    done = cli("upscale", str(tree), "-r", "-w", weights, "-o", f"{out}/", "-q")
+    assert done.returncode == 0, done.stderr
+    made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert made == ["a_x2.png", "sub/clip_x2.mkv", "sub/noext_x2"], made
+    assert len(read_clip(out / "sub" / "clip_x2.mkv")["frames"]) == 2
+    assert len(read_clip(out / "sub" / "noext_x2")["frames"]) == 2
+    again = cli("upscale", str(tree), "-r", "-w", weights, "-o", f"{out}/", "--skip-existing")
+    assert again.returncode == 0, again.stderr
