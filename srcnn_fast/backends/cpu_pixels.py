@@ -69,13 +69,13 @@ def _fma(typingctx, a, b, c):
 
 
 @njit(cache=True, inline="always")
-def _store(out, y, x, c, value, full, integer):
-    """One sample as :func:`imageops.from_float` writes it: integers clipped to [0, 1], scaled
-    and rounded half to even (``np.rint``); float32 stored unclipped."""
-    if integer:
-        out[y, x, c] = np.rint(min(max(value, np.float32(0.0)), np.float32(1.0)) * full)
-    else:
-        out[y, x, c] = value
+def _sample(value, full):
+    """A float32 value as :func:`imageops.from_float` stores it: for an integer output
+    (``full`` > 0) clipped to [0, 1], scaled and rounded half to even (``np.rint``; the store
+    into the integer array is then exact), for float32 (``full`` = 0) unchanged."""
+    if full > 0:
+        return np.rint(min(max(value, np.float32(0.0)), np.float32(1.0)) * full)
+    return value
 
 
 @njit(cache=True)
@@ -116,25 +116,31 @@ def _unpack(pixels, inv, to_ycc, ycc_offset, gray_gain, planes, bands):
         )  # fmt: skip
 
 
-@njit(cache=True, inline="always")
-def _bicubic_row(buf, k, plane, rows, wy):
-    """Vertical pass: ``buf[k, 2 + x]`` = LR rows ``rows`` of ``plane`` at column x weighted by
-    ``wy``, in imageops' order; 2 edge-replicated entries each side so that the horizontal
-    taps need no clamping (they reach from 2 left of a pixel's block to 2 right)."""
+@njit(cache=True)
+def _bicubic_row(plane, rows, wy, phase_weights, phase_origin, buf, dst):
+    """One HR row of the bicubic upscale of LR ``plane`` into ``dst`` (sW floats), in
+    imageops' order: the vertical pass of LR ``rows`` weighted by ``wy`` into ``buf`` (w + 4
+    floats: 2 edge-replicated entries each side, so that the horizontal taps, which reach from
+    2 left of a pixel's LR column to 2 right, need no clamping), then the horizontal pass one
+    phase at a time (each phase's weights are then constants of its loop)."""
     w = plane.shape[1]
+    s = phase_weights.shape[0]
     r0, r1, r2, r3 = plane[rows[0]], plane[rows[1]], plane[rows[2]], plane[rows[3]]
     for x in range(w):
-        buf[k, 2 + x] = ((r0[x] * wy[0] + r1[x] * wy[1]) + r2[x] * wy[2]) + r3[x] * wy[3]
-    buf[k, 0] = buf[k, 1] = buf[k, 2]
-    buf[k, w + 2] = buf[k, w + 3] = buf[k, w + 1]
-
-
-@njit(cache=True, inline="always")
-def _bicubic_at(buf, k, i, wx):
-    """Horizontal pass at buffer index ``i`` (the first of the 4 taps)."""
-    return ((buf[k, i] * wx[0] + buf[k, i + 1] * wx[1]) + buf[k, i + 2] * wx[2]) + buf[
-        k, i + 3
-    ] * wx[3]
+        buf[2 + x] = ((r0[x] * wy[0] + r1[x] * wy[1]) + r2[x] * wy[2]) + r3[x] * wy[3]
+    buf[0] = buf[1] = buf[2]
+    buf[w + 2] = buf[w + 3] = buf[w + 1]
+    for px in range(s):
+        w0, w1, w2, w3 = (
+            phase_weights[px, 0],
+            phase_weights[px, 1],
+            phase_weights[px, 2],
+            phase_weights[px, 3],
+        )
+        first = phase_origin[px] + 1  # buffer index of LR column 0's first tap
+        for j in range(w):
+            i = j + first
+            dst[j * s + px] = ((buf[i] * w0 + buf[i + 1] * w1) + buf[i + 2] * w2) + buf[i + 3] * w3
 
 
 @njit(cache=True)
@@ -147,38 +153,54 @@ def _pack_rows(
     ``phase_weights`` (s, 4) float32 and ``phase_origin`` (s,): imageops' bicubic taps per
     phase; ``to_rgb`` the YCbCr -> RGB matrix; ``gray_gain`` maps luma back to a gray sample;
     ``full``: the integer full scale, 0 for float32 output (no clip, no rounding).
+
+    Per row, the interpolated planes go to a row buffer first and the colour loop runs over
+    plain arrays, into planar float rows, then the interleaved stores: LLVM vectorises the
+    colour loop only so (6x less CPU time at 1280x720 x2 than interpolating inside it).
     """
-    c = out.shape[2]
+    big_w, c = out.shape[1], out.shape[2]
     n_planes, h, w = planes.shape
     s = phase_weights.shape[0]
-    colour = c >= 3
-    alpha = c == 2 or c == 4
-    integer = full > 0
-    buf = np.empty((n_planes, w + 4), np.float32)
+    buf = np.empty(w + 4, np.float32)
+    up = np.empty((n_planes, big_w), np.float32)  # [0] unused: luma is the network's
     rows = np.empty(4, np.int64)
+    rgb = np.empty((3, big_w), np.float32)  # the row's samples, ready to store
+    m00, m01, m02 = to_rgb[0, 0], to_rgb[0, 1], to_rgb[0, 2]
+    m10, m11, m12 = to_rgb[1, 0], to_rgb[1, 1], to_rgb[1, 2]
+    m20, m21, m22 = to_rgb[2, 0], to_rgb[2, 1], to_rgb[2, 2]
+    y_offset, cb_offset, cr_offset = ycc_offset[0], ycc_offset[1], ycc_offset[2]
     for y in range(y0, y1):
         j, p = divmod(y, s)
         for t in range(4):
             rows[t] = min(max(j + phase_origin[p] - 1 + t, 0), h - 1)
         for k in range(1, n_planes):  # Cb, Cr, alpha: all but luma
-            _bicubic_row(buf, k, planes[k], rows, phase_weights[p])
-        lum = luma[y]
-        for jx in range(w):
-            for px in range(s):
-                x = jx * s + px
-                i = jx + phase_origin[px] + 1  # buffer index of the first tap
-                wx = phase_weights[px]
-                yy = lum[x] - ycc_offset[0]
-                if colour:
-                    cb = _bicubic_at(buf, 1, i, wx) - ycc_offset[1]
-                    cr = _bicubic_at(buf, 2, i, wx) - ycc_offset[2]
-                    for ch in range(3):
-                        v = _fma(cr, to_rgb[ch, 2], _fma(cb, to_rgb[ch, 1], yy * to_rgb[ch, 0]))
-                        _store(out, y, x, ch, v, full, integer)
-                else:
-                    _store(out, y, x, 0, yy * gray_gain, full, integer)
-                if alpha:
-                    _store(out, y, x, c - 1, _bicubic_at(buf, n_planes - 1, i, wx), full, integer)
+            _bicubic_row(planes[k], rows, phase_weights[p], phase_weights, phase_origin, buf, up[k])
+        lum, row, alpha = luma[y], out[y], up[n_planes - 1]
+        if c >= 3:
+            # Planar float rows first (a loop LLVM vectorises), then the interleaved stores.
+            cb_row, cr_row = up[1], up[2]
+            for x in range(big_w):
+                yy = lum[x] - y_offset
+                cb = cb_row[x] - cb_offset
+                cr = cr_row[x] - cr_offset
+                # In the order of NumPy's float32 (..., 3) @ (3, 3) through OpenBLAS.
+                rgb[0, x] = _sample(_fma(cr, m02, _fma(cb, m01, yy * m00)), full)
+                rgb[1, x] = _sample(_fma(cr, m12, _fma(cb, m11, yy * m10)), full)
+                rgb[2, x] = _sample(_fma(cr, m22, _fma(cb, m21, yy * m20)), full)
+            for x in range(big_w):
+                row[x, 0] = rgb[0, x]
+                row[x, 1] = rgb[1, x]
+                row[x, 2] = rgb[2, x]
+        else:
+            for x in range(big_w):
+                rgb[0, x] = _sample((lum[x] - y_offset) * gray_gain, full)
+            for x in range(big_w):
+                row[x, 0] = rgb[0, x]
+        if c == 2 or c == 4:
+            for x in range(big_w):
+                rgb[1, x] = _sample(alpha[x], full)
+            for x in range(big_w):
+                row[x, c - 1] = rgb[1, x]
 
 
 @njit(parallel=True, cache=True)
