@@ -667,3 +667,11 @@ class CpuBackend:
             "products": live2 / max(blocks * self.net.n2p, 1),
         }
         return out
+
+    def upscale_pixels(self, image: np.ndarray) -> np.ndarray:
+        """(H, W[, C]) packed pixels -> the upscaled pixels: ``imageops.upscale_image`` with
+        bicubic alpha, its colour, chroma bicubic and packing fused into parallel kernels
+        around the network (:mod:`.cpu_pixels`)."""
+        from .cpu_pixels import upscale_pixels  # here: cpu_pixels imports this module
+
+        return upscale_pixels(image, self.weights.scale, self.upscale_luma, _KERNEL_LOCK)
