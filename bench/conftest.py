@@ -7,7 +7,9 @@ noisy: read the ratios measured in one run, never absolute times from different 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -114,8 +116,51 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
             )
             rows.append(row)
     SUMMARY_JSON.parent.mkdir(exist_ok=True)
-    SUMMARY_JSON.write_text(json.dumps(rows, indent=1))
+    SUMMARY_JSON.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
     write(f"(written to {SUMMARY_JSON})")
+
+
+#: CPU flags that decide which kernels run (ours and the peers'), as /proc/cpuinfo names them.
+ISA_FLAGS = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"]
+#: Distributions whose versions the summary records (those installed).
+ENGINES = [
+    "numpy",
+    "numba",
+    "onnxruntime",
+    "openvino",
+    "tensorflow",
+    "tensorflow-cpu",
+    "opencv-python-headless",
+    "opencv-python",
+    "torch",
+]
+
+
+def machine() -> dict:
+    """The CPU (model, family, cores, the flags of ISA_FLAGS it has) and the engines' versions,
+    recorded with the summary so a table made from it can name them."""
+    from importlib import metadata
+
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:  # not Linux: the model stays unknown
+        pass
+    versions = {}
+    for name in ENGINES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    flags = set(fields.get("flags", "").split())
+    return {
+        "cpu": fields.get("model name", "unknown"),
+        "family": fields.get("cpu family"),  # "AMD EPYC" alone does not say which Zen
+        "model": fields.get("model"),
+        "cores": os.cpu_count(),
+        "isa": [flag for flag in ISA_FLAGS if flag in flags],
+        "versions": versions,
+    }
 
 
 def ours(impl: str, backend: str, build: Callable[[], T]) -> T:
@@ -143,8 +188,9 @@ def peer_runner(impl: str, weights: SRCNNWeights, shape: tuple[int, int]):
         pytest.skip(f"{impl} cannot run this network: {type(exc).__name__}: {exc}"[:300])
 
 
-def make_lr_plane(width: int, height: int) -> np.ndarray:
-    rng = np.random.default_rng(width * 7 + height)
+def make_lr_plane(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A deterministic LR plane in [0, 1]: smooth structure plus pixel detail."""
+    rng = np.random.default_rng(width * 7 + height + seed)
     coarse = rng.random((height // 8 + 2, width // 8 + 2), dtype=np.float32)
     from srcnn_fast.imageops import bicubic_upscale
 
