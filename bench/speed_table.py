@@ -36,30 +36,21 @@ ISA_NAMES = {
     "amx_bf16": "AMX-BF16",
     "amx_int8": "AMX-INT8",
 }
-LUMA_HEADER = [
-    "LR size, scale (output)",
+#: Per precision class: our time, the best peer's (with its name), the ratio; then `cpu` against
+#: the best peer of any precision.
+CLASS_COLUMNS = [
     "cpu ms",
-    "cpu-bf16 ms",
     "best fp32 peer ms",
-    "best bf16 peer ms",
     "cpu vs best fp32 peer",
-    "cpu-bf16 vs best bf16 peer",
-    "cpu vs best peer (any precision)",
-    "cpu GFLOP/s",
-    "conv2 / products done",
-]
-FRAME_HEADER = [
-    "RGB frame, LR -> output",
-    "cpu ms",
-    "cpu as gray ms",
-    "outside the network",
     "cpu-bf16 ms",
-    "best fp32 peer ms",
     "best bf16 peer ms",
-    "cpu vs best fp32 peer",
     "cpu-bf16 vs best bf16 peer",
     "cpu vs best peer (any precision)",
 ]
+LUMA_HEADER = ["LR size, scale (output)", *CLASS_COLUMNS, "cpu GFLOP/s", "conv2 / products done"]
+FRAME_HEADER = ["RGB frame, LR -> output", *CLASS_COLUMNS, "cpu as gray ms", "outside the network"]
+#: The README's luma table: the x3 rows, the columns up to the ratio to any precision.
+README_SCALE, README_COLUMNS = 3, 1 + len(CLASS_COLUMNS)
 GROUP = re.compile(r"^(?P<frame>frame )?(?P<w>\d+)x(?P<h>\d+) x(?P<s>\d+)$")
 
 
@@ -71,6 +62,10 @@ def ms(value: float | None) -> str:
 
 def ratio(peer_ms: float | None, our_ms: float | None) -> str:
     return "-" if peer_ms is None or our_ms is None else f"{peer_ms / our_ms:.1f}x"
+
+
+def median(row: dict | None) -> float | None:
+    return None if row is None else row["median_ms"]
 
 
 def best_peer(rows: list[dict], precision: str | None = None) -> dict | None:
@@ -95,36 +90,32 @@ def table_rows(summary: dict) -> tuple[list[list[str]], list[list[str]]]:
         width, height, scale = (int(match[k]) for k in ("w", "h", "s"))
         impl = {r["impl"]: r for r in rows}
         cpu, bf16 = impl.get("cpu"), impl.get("cpu-bf16")
-        cpu_ms = cpu and cpu["median_ms"]
-        bf16_ms = bf16 and bf16["median_ms"]
+        cpu_ms, bf16_ms = median(cpu), median(bf16)
         fp32_peer, bf16_peer, any_peer = (
             best_peer(rows, "fp32"),
             best_peer(rows, "bf16"),
             best_peer(rows),
         )
 
-        def peer_ms(row: dict | None) -> float | None:
-            return row and row["median_ms"]
-
-        ratios = [
-            ratio(peer_ms(fp32_peer), cpu_ms),
-            ratio(peer_ms(bf16_peer), bf16_ms),
-            ratio(peer_ms(any_peer), cpu_ms)
-            + (f" ({NAMES.get(any_peer['impl'], any_peer['impl'])})" if any_peer else ""),
+        any_name = any_peer and NAMES.get(any_peer["impl"], any_peer["impl"])
+        cells = [
+            ms(cpu_ms),
+            peer_cell(fp32_peer),
+            ratio(median(fp32_peer), cpu_ms),
+            ms(bf16_ms),
+            peer_cell(bf16_peer),
+            ratio(median(bf16_peer), bf16_ms),
+            ratio(median(any_peer), cpu_ms) + (f" ({any_name})" if any_peer else ""),
         ]
-        peers = [peer_cell(fp32_peer), peer_cell(bf16_peer)]
         if match["frame"]:
             gray = impl.get("cpu-gray")
             outside = cpu and cpu.get("outside_network")
             frames.append(
                 [
                     f"{width}x{height} -> {width * scale}x{height * scale}",
-                    ms(cpu_ms),
-                    ms(gray and gray["median_ms"]),
+                    *cells,
+                    ms(median(gray)),
                     "-" if outside is None else f"{outside:.0%}",
-                    ms(bf16_ms),
-                    *peers,
-                    *ratios,
                 ]
             )
         else:
@@ -132,10 +123,7 @@ def table_rows(summary: dict) -> tuple[list[list[str]], list[list[str]]]:
             luma.append(
                 [
                     f"{width}x{height} x{scale} ({width * scale}x{height * scale})",
-                    ms(cpu_ms),
-                    ms(bf16_ms),
-                    *peers,
-                    *ratios,
+                    *cells,
                     "-" if cpu is None else f"{cpu['gflops']:.0f}",
                     "-" if not work else f"{work['conv2']:.0%} / {work['products']:.0%}",
                 ]
@@ -161,8 +149,19 @@ def main(argv: list[str]) -> None:
     summary = json.loads(Path(argv[0] if argv else SUMMARY_JSON).read_text())
     luma, frames = table_rows(summary)
     print(machine_line(summary["machine"]), end="\n\n")
-    print(markdown(LUMA_HEADER, luma), end="\n\n")
-    print(markdown(FRAME_HEADER, frames))
+    print(
+        "docs/performance.md:",
+        markdown(LUMA_HEADER, luma),
+        markdown(FRAME_HEADER, frames),
+        sep="\n\n",
+    )
+    readme = [row[:README_COLUMNS] for row in luma if row[0].split()[1] == f"x{README_SCALE}"]
+    print(
+        "\nREADME.md:",
+        markdown(LUMA_HEADER[:README_COLUMNS], readme),
+        markdown(FRAME_HEADER, frames),
+        sep="\n\n",
+    )
 
 
 if __name__ == "__main__":
