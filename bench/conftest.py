@@ -7,15 +7,25 @@ noisy: read the ratios measured in one run, never absolute times from different 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
+import pytest
 
-from srcnn_fast.model import Architecture
+from srcnn_fast.backends import available_backends
+from srcnn_fast.errors import BackendError
+from srcnn_fast.model import Architecture, SRCNNWeights
 
 sys.path.insert(0, str(Path(__file__).parent))
+from peers import PEERS  # bench/ is not a package: found through the line above
+
+T = TypeVar("T")
 
 MACS_PER_PIXEL = Architecture().macs_per_pixel  # 8,032 for 9-1-5 (64, 32)
 SUMMARY_JSON = Path(__file__).resolve().parents[1] / ".benchmarks" / "summary.json"
@@ -23,6 +33,24 @@ SUMMARY_JSON = Path(__file__).resolve().parents[1] / ".benchmarks" / "summary.js
 
 def gflops(pixels: int, seconds: float) -> float:
     return 2 * MACS_PER_PIXEL * pixels / seconds / 1e9
+
+
+#: Max |diff| to the float32 reference an implementation of each precision class may show.
+#: fp32: 1e-4 (different summation orders; ours show ~1e-6). fp16 (and cuDNN's TF32 for float32
+#: data): 10-bit mantissas, ~1e-3 off, checked at 5e-3. bf16: an 8-bit mantissa rounds each
+#: operand by up to 2^-9 (2e-3) relative, ~1.5e-2 at the output on this network, checked at 3e-2.
+TOLERANCE = {"fp32": 1e-4, "fp16": 5e-3, "bf16": 3e-2}
+
+
+def _best(benches: list) -> object | None:
+    return min(benches, key=lambda b: b.stats.median) if benches else None
+
+
+def _versus(bench, best) -> tuple[float, str | None]:
+    """best peer's median / this median, and the best peer's name."""
+    if best is None:
+        return float("nan"), None
+    return best.stats.median / bench.stats.median, best.extra_info["impl"]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
@@ -36,46 +64,133 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         groups.setdefault(bench.group, []).append(bench)
     write = terminalreporter.write_line
     write("")
-    write("srcnn-fast speed summary: median ms; 'vs best peer' = best peer median / this median")
-    header = f"{'group':<18}{'impl':<16}{'median ms':>11}{'GFLOP/s':>9}{'Mpix/s':>9}  vs best peer"
+    write(
+        "srcnn-fast speed summary: median ms; 'vs best peer' = best peer median / this median, "
+        "among peers of the same precision class, then of any precision"
+    )
+    header = (
+        f"{'group':<22}{'impl':<16}{'prec':<6}{'median ms':>10}{'GFLOP/s':>9}{'Mpix/s':>8}"
+        f"  {'vs best same-class peer':<34}vs best peer, any precision"
+    )
     write(header)
     write("-" * len(header))
     for group, benches in groups.items():
         for bench in sorted(benches, key=lambda b: b.stats.median):
+            info = bench.extra_info
+            median, pixels = bench.stats.median, info["pixels"]
             # GPU implementations are compared with GPU peers (cuDNN), CPU ones with CPU peers.
-            kind = "gpu-peer" if bench.extra_info["gpu"] else "peer"
-            peers = [b for b in benches if b.extra_info["kind"] == kind]
-            best = min(peers, key=lambda b: b.stats.median) if peers else None
-            median = bench.stats.median
-            pixels = bench.extra_info["pixels"]
-            ratio = best.stats.median / median if best else float("nan")
-            label = f"{ratio:.2f}x" + (f" ({best.extra_info['impl']})" if bench is best else "")
-            work = bench.extra_info.get("work")
+            peer_kind = "gpu-peer" if info["gpu"] else "peer"
+            rivals = [b for b in benches if b.extra_info["kind"] == peer_kind]
+            same_class = [b for b in rivals if b.extra_info["precision"] == info["precision"]]
+            same, same_peer = _versus(bench, _best(same_class))
+            anyp, any_peer = _versus(bench, _best(rivals))
+            row = {
+                "group": group,
+                "impl": info["impl"],
+                "kind": info["kind"],
+                "precision": info["precision"],
+                "median_ms": median * 1e3,
+                "gflops": gflops(pixels, median),
+                "vs_best_same_class_peer": same,
+                "best_same_class_peer": same_peer,
+                "vs_best_peer_any_precision": anyp,
+                "best_peer_any_precision": any_peer,
+                "work": info.get("work"),
+            }
+            if info["kind"] == "aux":  # a reading aid (our gray frame), compared with no peer
+                same_label = any_label = "-"
+            else:
+                same_label = f"{same:.2f}x ({same_peer})" if same_peer else "no peer"
+                any_label = f"{anyp:.2f}x ({any_peer})" if any_peer else "no peer"
+            work = info.get("work")
             if work:  # share of the dense conv2 / products the sparse blocks computed
-                label += f"  (conv2 {work['conv2']:.0%}, products {work['products']:.0%} done)"
+                any_label += f"  (conv2 {work['conv2']:.0%}, products {work['products']:.0%} done)"
+            gray = next((b for b in benches if b.extra_info.get("gray_of") == info["impl"]), None)
+            if gray is not None:  # the share of our frame's time spent outside the network
+                row["outside_network"] = 1 - gray.stats.median / median
+                any_label += f"  ({row['outside_network']:.0%} of it outside the network)"
             write(
-                f"{group:<18}{bench.extra_info['impl']:<16}{median * 1e3:>11.1f}"
-                f"{gflops(pixels, median):>9.1f}{pixels / median / 1e6:>9.1f}  {label}"
+                f"{group:<22}{info['impl']:<16}{info['precision']:<6}{median * 1e3:>10.1f}"
+                f"{gflops(pixels, median):>9.1f}{pixels / median / 1e6:>8.1f}  "
+                f"{same_label:<34}{any_label}"
             )
-            rows.append(
-                {
-                    "group": group,
-                    "impl": bench.extra_info["impl"],
-                    "kind": bench.extra_info["kind"],
-                    "median_ms": median * 1e3,
-                    "gflops": gflops(pixels, median),
-                    "vs_best_peer": ratio,
-                    "best_peer": best.extra_info["impl"] if best else None,
-                    "work": bench.extra_info.get("work"),
-                }
-            )
+            rows.append(row)
     SUMMARY_JSON.parent.mkdir(exist_ok=True)
-    SUMMARY_JSON.write_text(json.dumps(rows, indent=1))
+    SUMMARY_JSON.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
     write(f"(written to {SUMMARY_JSON})")
 
 
-def make_lr_plane(width: int, height: int) -> np.ndarray:
-    rng = np.random.default_rng(width * 7 + height)
+#: CPU flags that decide which kernels run (ours and the peers'), as /proc/cpuinfo names them.
+ISA_FLAGS = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8"]
+#: Distributions whose versions the summary records (those installed).
+ENGINES = [
+    "numpy",
+    "numba",
+    "onnxruntime",
+    "openvino",
+    "tensorflow",
+    "tensorflow-cpu",
+    "opencv-python-headless",
+    "opencv-python",
+    "torch",
+]
+
+
+def machine() -> dict:
+    """The CPU (model, family, cores, the flags of ISA_FLAGS it has) and the engines' versions,
+    recorded with the summary so a table made from it can name them."""
+    from importlib import metadata
+
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:  # not Linux: the model stays unknown
+        pass
+    versions = {}
+    for name in ENGINES:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    flags = set(fields.get("flags", "").split())
+    return {
+        "cpu": fields.get("model name", "unknown"),
+        "family": fields.get("cpu family"),  # "AMD EPYC" alone does not say which Zen
+        "model": fields.get("model"),
+        "cores": os.cpu_count(),
+        "isa": [flag for flag in ISA_FLAGS if flag in flags],
+        "versions": versions,
+    }
+
+
+def ours(impl: str, backend: str, build: Callable[[], T]) -> T:
+    """``build()`` (one of our backends or an Upscaler on ``backend``), or a skip with the
+    reason: the backend is not available here, or it refuses the setup (a precision it does
+    not support yet, say) in its own words."""
+    reason = available_backends().get(backend, f"this version has no {backend} backend")
+    if reason:
+        pytest.skip(f"backend {backend} unavailable: {reason}")
+    try:
+        return build()
+    except BackendError as exc:
+        pytest.skip(f"{impl}: {exc}")
+
+
+def peer_runner(impl: str, weights: SRCNNWeights, shape: tuple[int, int]):
+    """A fresh runner for ``shape`` planes per test: engines keep arenas sized by their largest
+    run, and a 5120x2880 output needs ~10 GB of feature maps, so no runner may outlive its
+    test (the tests drop theirs and collect garbage after timing)."""
+    spec = PEERS[impl]
+    pytest.importorskip(spec.module, reason=f"{impl} is not installed")
+    try:
+        return spec.factory(weights, shape)
+    except Exception as exc:  # an engine that cannot express the network is skipped, not hidden
+        pytest.skip(f"{impl} cannot run this network: {type(exc).__name__}: {exc}"[:300])
+
+
+def make_lr_plane(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """A deterministic LR plane in [0, 1]: smooth structure plus pixel detail."""
+    rng = np.random.default_rng(width * 7 + height + seed)
     coarse = rng.random((height // 8 + 2, width // 8 + 2), dtype=np.float32)
     from srcnn_fast.imageops import bicubic_upscale
 

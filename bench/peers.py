@@ -4,12 +4,18 @@ luma plane (so they skip the bicubic step that our backends include in their tim
 Each peer builds the network with explicit edge-replicate padding before every conv, exactly
 DESIGN.md section 1, so its output is checked against the NumPy reference before it is timed.
 A peer whose engine is not installed is skipped with the reason.
+
+Each peer is set up as its own users would set it up for speed on one frame size: the engine's
+defaults (ONNX Runtime keeps its memory arena), the input shape fixed before compiling where the
+engine can use it (OpenVINO, TensorFlow), the latency settings its documentation recommends.
+Freeing memory between tests is the bench's job (each test builds a fresh runner and drops it).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,6 +23,8 @@ from srcnn_fast.model import SRCNNWeights
 
 THREADS = os.cpu_count() or 2
 Runner = Callable[[np.ndarray], np.ndarray]
+#: A peer factory: the weights and the (height, width) of the plane every call will pass.
+Factory = Callable[[SRCNNWeights, tuple[int, int]], Runner]
 
 
 def _layers(weights: SRCNNWeights) -> list[tuple[np.ndarray, np.ndarray, bool]]:
@@ -60,18 +68,38 @@ def onnx_model(weights: SRCNNWeights) -> bytes:
     return model.SerializeToString()
 
 
-def onnxruntime_peer(weights: SRCNNWeights) -> Runner:
+def onnxruntime_peer(weights: SRCNNWeights, shape: tuple[int, int]) -> Runner:
+    """ONNX Runtime's CPU provider with its defaults (memory arena on, all graph
+    optimisations), one intra-op thread per core."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = THREADS
-    options.enable_cpu_mem_arena = False  # give the memory back between runs and tests
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     session = ort.InferenceSession(onnx_model(weights), options, providers=["CPUExecutionProvider"])
     return lambda plane: session.run(None, {"luma": plane[None, None]})[0][0, 0]
 
 
-def opencv_peer(weights: SRCNNWeights) -> Runner:
+def openvino_peer(weights: SRCNNWeights, shape: tuple[int, int], precision: str) -> Runner:
+    """OpenVINO's CPU plugin as its latency guide sets it up: the input shape fixed before
+    compiling (a known frame size), the ``LATENCY`` performance hint, one infer request reused;
+    ``precision`` ("f32" or "bf16") is its ``INFERENCE_PRECISION_HINT``."""
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(onnx_model(weights), b"")
+    model.reshape([1, 1, *shape])
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
+    compiled = core.compile_model(model, "CPU", config)
+    actual = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    if {"f32": "float32", "bf16": "bfloat16"}[precision] not in actual:
+        raise RuntimeError(f"asked for {precision}, the CPU plugin runs {actual}")
+    request = compiled.create_infer_request()
+    # share_inputs: no copy of the plane in; the output is copied out of the request's buffer,
+    # which the next call overwrites (as ONNX Runtime returns a fresh array).
+    return lambda plane: request.infer({0: plane[None, None]}, share_inputs=True)[0][0, 0]
+
+
+def opencv_peer(weights: SRCNNWeights, shape: tuple[int, int]) -> Runner:
     import cv2
 
     cv2.setNumThreads(THREADS)
@@ -84,15 +112,19 @@ def opencv_peer(weights: SRCNNWeights) -> Runner:
     return run
 
 
-def tensorflow_peer(weights: SRCNNWeights) -> Runner:
+def tensorflow_peer(weights: SRCNNWeights, shape: tuple[int, int], xla: bool = False) -> Runner:
+    """The Keras model in a ``tf.function`` traced once for the fixed input shape; with ``xla``,
+    compiled by XLA (``jit_compile=True``; the fixed signature keeps it from recompiling)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
     from srcnn_fast.train import build_keras_model
 
     model = build_keras_model(padding="replicate", weights=weights)
-    spec = tf.TensorSpec([1, None, None, 1], tf.float32)
-    forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    spec = tf.TensorSpec([1, *shape, 1], tf.float32)
+    forward = tf.function(
+        lambda x: model(x, training=False), input_signature=[spec], jit_compile=xla
+    )
     return lambda plane: forward(plane[None, :, :, None]).numpy()[0, :, :, 0]
 
 
@@ -130,7 +162,7 @@ def _torch_runner(weights: SRCNNWeights, device: str, memory_format, dtype=None)
     return run
 
 
-def pytorch_peer(weights: SRCNNWeights) -> Runner:
+def pytorch_peer(weights: SRCNNWeights, shape: tuple[int, int]) -> Runner:
     import torch
 
     torch.set_num_threads(THREADS)
@@ -151,18 +183,36 @@ def cudnn_peer(weights: SRCNNWeights, channels_last: bool, fp16: bool = False) -
     return _torch_runner(weights, "cuda", fmt, torch.float16 if fp16 else torch.float32)
 
 
-#: name -> (module that must import, factory)
-PEERS: dict[str, tuple[str, Callable[[SRCNNWeights], Runner]]] = {
-    "onnxruntime": ("onnxruntime", onnxruntime_peer),
-    "tensorflow": ("tensorflow", tensorflow_peer),
-    "opencv-dnn": ("cv2", opencv_peer),
-    "pytorch": ("torch", pytorch_peer),
-    "cudnn-nchw": ("torch", lambda w: cudnn_peer(w, channels_last=False)),
-    "cudnn-nhwc": ("torch", lambda w: cudnn_peer(w, channels_last=True)),
-    "cudnn-nchw-fp16": ("torch", lambda w: cudnn_peer(w, channels_last=False, fp16=True)),
-    "cudnn-nhwc-fp16": ("torch", lambda w: cudnn_peer(w, channels_last=True, fp16=True)),
+@dataclass(frozen=True)
+class Peer:
+    """How to build a peer: the module that must import, the factory, the precision class it
+    computes in (its ratios are taken against ours of the same class) and whether it runs on a
+    GPU (compared with our GPU backend, not the CPU one)."""
+
+    module: str
+    factory: Factory
+    precision: str = "fp32"
+    gpu: bool = False
+
+
+def _cudnn(channels_last: bool, fp16: bool = False) -> Peer:
+    def factory(weights: SRCNNWeights, shape: tuple[int, int]) -> Runner:
+        return cudnn_peer(weights, channels_last, fp16)
+
+    return Peer("torch", factory, "fp16" if fp16 else "fp32", gpu=True)
+
+
+PEERS: dict[str, Peer] = {
+    "onnxruntime": Peer("onnxruntime", onnxruntime_peer),
+    "openvino-f32": Peer("openvino", lambda w, shape: openvino_peer(w, shape, "f32")),
+    "openvino-bf16": Peer("openvino", lambda w, shape: openvino_peer(w, shape, "bf16"), "bf16"),
+    "tensorflow": Peer("tensorflow", tensorflow_peer),
+    "tensorflow-xla": Peer("tensorflow", lambda w, shape: tensorflow_peer(w, shape, xla=True)),
+    "opencv-dnn": Peer("cv2", opencv_peer),
+    "pytorch": Peer("torch", pytorch_peer),
+    "cudnn-nchw": _cudnn(channels_last=False),
+    "cudnn-nhwc": _cudnn(channels_last=True),
+    "cudnn-nchw-fp16": _cudnn(channels_last=False, fp16=True),
+    "cudnn-nhwc-fp16": _cudnn(channels_last=True, fp16=True),
 }
-#: Peers that run on a GPU: compared with our GPU backend, not the CPU one.
-GPU_PEERS = {"cudnn-nchw", "cudnn-nhwc", "cudnn-nchw-fp16", "cudnn-nhwc-fp16"}
-#: Peers that compute in float16: compared with our fp16 precision mode.
-FP16_PEERS = {"cudnn-nchw-fp16", "cudnn-nhwc-fp16"}
+CPU_PEERS = [name for name, p in PEERS.items() if not p.gpu]
