@@ -24,9 +24,10 @@ BACKEND_NAMES = ("cuda", "cpu", "reference")
 
 
 class Backend(Protocol):
-    """``upscale_luma`` is required. A backend that runs the whole pipeline itself (CUDA)
-    also has ``upscale_pixels(image) -> image``, which :class:`~srcnn_fast.infer.Upscaler`
-    prefers so that only packed pixels cross the bus."""
+    """``upscale_luma`` is required. A backend that runs the whole pipeline itself (CUDA, so
+    that only packed pixels cross the bus; cpu, whose fused parallel kernels do the colour,
+    chroma and packing work that NumPy did at about the network's own cost) also has
+    ``upscale_pixels(image) -> image``, which :class:`~srcnn_fast.infer.Upscaler` prefers."""
 
     name: str
 
