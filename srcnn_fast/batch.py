@@ -27,10 +27,6 @@ from .imagefile import (
 )
 from .jobs import Job, TargetRules, failure_message
 
-# Where the local CLI's planning lived before srcnn_fast.jobs: kept importable from here.
-from .jobs import check_output_option as check_output_option
-from .jobs import collect_jobs as collect_jobs
-
 if TYPE_CHECKING:
     from .infer import Upscaler
 

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .batch import DEFAULT_MAX_PIXELS, Summary, check_size
+from .batch import DEFAULT_MAX_PIXELS, Summary, check_folder_writable, check_size
 from .errors import BackendError, ImageError, OutputError, SrcnnError
 from .imagefile import check_writable_format, decode_image, encode_image
 from .infer import WeightsLike, load_weights
@@ -460,6 +460,7 @@ def _check_targets(
         )
     rules = TargetRules((filesystems.key(source) for source, _ in pairs), overwrite, skip_existing)
     runnable = []
+    probed: dict[Path, str | None] = {}
     for source, target in pairs:
         try:
             key = filesystems.key(target)
@@ -467,6 +468,8 @@ def _check_targets(
                 summary.skipped += 1
                 continue
             check_writable_format(target.shown)
+            if filesystems.items[target.fs].type_name == "local":  # before any worker starts
+                check_folder_writable(Path(target.shown), probed)
             runnable.append((source, target))
         except SrcnnError as exc:
             fail(str(exc))

@@ -23,11 +23,11 @@ from conftest import REPO, SAMPLES
 # calls the console script's entry point.
 LAUNCHER = textwrap.dedent(
     """
-    import re, sys
+    import os, re, sys
     from importlib import metadata
 
-    def core_closure(root):
-        seen, todo = set(), [root]
+    def core_closure(roots):
+        seen, todo = {"srcnn-fast"}, list(roots)
         while todo:
             name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
             if name in seen:
@@ -44,7 +44,9 @@ LAUNCHER = textwrap.dedent(
                 todo.append(re.match(r"[A-Za-z0-9_.-]+", requirement.strip()).group(0))
         return seen
 
-    core = core_closure("srcnn-fast")
+    # The roots are pyproject.toml's own list (passed by the test), not the installed
+    # metadata, which a stale editable install could leave behind.
+    core = core_closure(os.environ["SRCNN_CORE_DEPENDENCIES"].split())
     hidden = {
         module
         for module, dists in metadata.packages_distributions().items()
@@ -64,6 +66,16 @@ LAUNCHER = textwrap.dedent(
     sys.exit(main())
     """
 )
+
+
+def core_dependencies() -> str:
+    """The names in pyproject.toml's ``[project] dependencies``, space-separated."""
+    import re
+
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return " ".join(re.match(r"[A-Za-z0-9_.-]+", d).group(0) for d in project["dependencies"])
 
 
 def run_in_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
@@ -89,6 +101,7 @@ def run_in_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
 def test_upscale_in_a_terminal_with_core_dependencies_only(tmp_path: Path) -> None:
     out = tmp_path / "butterfly_x2.png"
     env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
+    env["SRCNN_CORE_DEPENDENCIES"] = core_dependencies()
     code, output = run_in_terminal(
         [sys.executable, "-c", LAUNCHER, "upscale", str(SAMPLES / "butterfly.png"), "-o", str(out)],
         env,
@@ -101,7 +114,13 @@ def test_upscale_in_a_terminal_with_core_dependencies_only(tmp_path: Path) -> No
 def test_the_launcher_hides_extras() -> None:
     """The hiding is real: an extra's package (pytest itself, from `dev`) cannot be imported."""
     probe = LAUNCHER.replace("from srcnn_fast.cli import main", "import pytest")
+    env = {**os.environ, "SRCNN_CORE_DEPENDENCIES": core_dependencies()}
     result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, timeout=120
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        env=env,
     )
     assert result.returncode != 0 and "not a core dependency" in result.stderr, result.stderr

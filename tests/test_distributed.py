@@ -187,6 +187,34 @@ def test_upscale_ray_usage_errors_are_one_line(
     assert len(err) == 1 and "needs the ray extra: pip install 'srcnn-fast[ray]'" in err[0]
 
 
+def test_an_unwritable_output_folder_is_refused_before_any_worker_starts(
+    monkeypatch: pytest.MonkeyPatch, photos: Path, tiny_weights: Path, tmp_path: Path, capsys
+) -> None:
+    """As locally: a folder that refuses new files (as a read-only mount answers) is found
+    on the driver, each output named as asked, and no cluster is joined for nothing."""
+    import errno
+    import tempfile
+
+    from srcnn_fast import distributed
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("a cluster was joined for outputs that cannot be written")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    monkeypatch.setattr(distributed, "_run_on_ray", no_cluster)
+    out = tmp_path / "out"
+    argv = ["upscale", str(photos / "img03.png"), "-o", f"{out}/", "-w", str(tiny_weights)]
+    assert main([*argv, "--ray", "-q"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0] == (
+        f"srcnn-fast: error: {out}/img03_x2.png: cannot write the output "
+        f"({tmp_path}: Read-only file system)"
+    ), lines
+
+
 def test_an_address_that_is_no_address_is_a_one_line_error(
     monkeypatch: pytest.MonkeyPatch, photos: Path, tiny_weights: Path, tmp_path: Path
 ) -> None:

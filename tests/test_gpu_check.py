@@ -44,12 +44,12 @@ STEPS = [
     "install",
     "versions",
     "pytest-cuda",
+    "bench-gpu",
     "sample",
     "memcheck-fp32",
     "racecheck-fp32",
     "memcheck-fp16",
     "racecheck-fp16",
-    "bench-gpu",
 ]
 HEADER_KEYS = ["date", "GPU", "driver", "commit", "host", "python", "result"]
 H100 = "NVIDIA H100 80GB HBM3, 550.54.15"
@@ -282,6 +282,22 @@ def test_a_missing_compute_sanitizer_fails_its_steps(gpu_machine, tmp_path) -> N
     result = gpu_machine("--python", str(tmp_path / "python"), "reports")
     assert result.returncode == 1
     _, statuses, _ = parse_report(tmp_path / "reports")
-    for step in STEPS[5:9]:
+    for step in STEPS[6:10]:
         assert statuses[step].startswith("FAIL (compute-sanitizer not found: pip install ")
     assert statuses["bench-gpu"] == "PASS"
+
+
+def test_the_caps_after_the_install_fit_the_default_budget() -> None:
+    """Each step's cap, summed over the steps after the install (the sanitizer line runs four
+    times), fits the default budget, so a run that installs quickly is never cut short."""
+    import re
+
+    text = SCRIPT.read_text()
+    budget = int(re.search(r"^BUDGET=(\d+)", text, re.M).group(1))
+    caps = {
+        name: int(cap)
+        for name, cap in re.findall(r"run_step (?:--no-skips )?(\S+) (\d+)", text)
+        if name not in ("venv", "install")
+    }
+    total = sum(cap * (4 if "$tool" in name else 1) for name, cap in caps.items())
+    assert total <= budget, (caps, total, budget)

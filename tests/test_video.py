@@ -529,7 +529,7 @@ def test_cli_interrupted_leaves_nothing(tmp_path, tiny):
 
 
 def test_without_pyav_a_video_input_says_how_to_install(tmp_path):
-    from test_core_install import LAUNCHER
+    from test_core_install import LAUNCHER, core_dependencies
 
     src = tmp_path / "clip.mp4"
     make_clip(src, frames=2, audio=False, codec="libx264")
@@ -539,6 +539,7 @@ def test_without_pyav_a_video_input_says_how_to_install(tmp_path):
         text=True,
         timeout=300,
         cwd=REPO,
+        env={**os.environ, "SRCNN_CORE_DEPENDENCIES": core_dependencies()},
     )
     assert done.returncode == 1, done.stderr
     assert "pip install 'srcnn-fast[video]'" in done.stderr and "Traceback" not in done.stderr

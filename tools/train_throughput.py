@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from srcnn_fast.train import TrainConfig, build_keras_model, load_dataset
-from srcnn_fast.train.keras_model import _import_keras
+from srcnn_fast.train.keras_model import import_keras
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
-    tf, keras = _import_keras()
+    tf, keras = import_keras()
     data = load_dataset(TrainConfig(data=args.data, scale=3, out="", patch=64))
     rng = np.random.default_rng(0)
     print("| sub-image | batch | patches/s | label Mpix/s | input pipeline ms/batch |")

@@ -1,6 +1,6 @@
 """The seed's Keras SRCNN and what training does to it besides gradient steps: moving weights
 in and out (with the centring folded into the biases), the initialisations, and reviving dead
-channels. TensorFlow is imported only when a function here runs (:func:`_import_keras`).
+channels. TensorFlow is imported only when a function here runs (:func:`import_keras`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ..model import Architecture, SRCNNWeights
 from .data import PatchSampler
 
 
-def _import_keras():
+def import_keras():
     """Import Keras on the TensorFlow backend, using both cores well (DESIGN.md section 8)."""
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -103,7 +103,7 @@ def build_keras_model(
     into the biases when weights are read out and unfolded when they are set: the model
     computes what the raw-array weights compute either way.
     """
-    _, keras = _import_keras()
+    _, keras = import_keras()
     arch = weights.arch if weights is not None else (arch or Architecture())
     if padding not in ("valid", "replicate"):
         raise ValueError(f"padding must be 'valid' or 'replicate', not {padding!r}")
@@ -192,7 +192,7 @@ def recentre(model, inputs: np.ndarray) -> None:
         x = layer(x)
 
 
-def _gaussian_init(model, std: float, seed: int) -> None:
+def gaussian_init(model, std: float, seed: int) -> None:
     """The paper's initialisation: kernels from N(0, std^2), biases 0 (seeded)."""
     rng = np.random.default_rng([seed, 91])
     for layer in _conv_layers(model):
@@ -202,12 +202,12 @@ def _gaussian_init(model, std: float, seed: int) -> None:
         )
 
 
-#: Bias that keeps the identity channel (see :func:`_identity_init`) positive, so its ReLUs
+#: Bias that keeps the identity channel (see :func:`identity_init`) positive, so its ReLUs
 #: pass it unchanged: bicubic luma undershoots 0 by far less than this.
 IDENTITY_BIAS = 0.5
 
 
-def _identity_init(model) -> None:
+def identity_init(model) -> None:
     """Make the network compute its input exactly: conv1 channel 0 is a centred delta plus
     :data:`IDENTITY_BIAS`, conv2 channel 0 copies it, conv3 reads only it (a centred delta)
     and its bias removes the offset. The other channels keep their random kernels; as conv3

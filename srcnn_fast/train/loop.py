@@ -24,10 +24,10 @@ from .config import LOSSES, OPTIMIZERS, TrainConfig
 from .data import Dataset, load_dataset
 from .keras_model import (
     REVIVE_SAMPLE,
-    _gaussian_init,
-    _identity_init,
-    _import_keras,
     build_keras_model,
+    gaussian_init,
+    identity_init,
+    import_keras,
     recentre,
     revive_dead_channels,
     set_model_weights,
@@ -177,7 +177,7 @@ class _Run:
     the variables: epochs done, their history, seconds spent and the recipe."""
 
     def __init__(self, config: TrainConfig, model, data: Dataset, log: _Log) -> None:
-        tf, keras = _import_keras()
+        tf, keras = import_keras()
         self.config, self.model, self.data, self.log = config, model, data, log
         # The last layer has its own optimizer: with Adam, a rate factor needs one.
         self.optimizers = [
@@ -324,9 +324,9 @@ def _initial_model(
                 "PSNR will flatter it"
             )
     elif config.init_std is not None:
-        _gaussian_init(model, config.init_std, config.seed)
+        gaussian_init(model, config.init_std, config.seed)
     if config.identity_init and init_weights is None:
-        _identity_init(model)
+        identity_init(model)
     return model, init_weights
 
 
@@ -337,7 +337,7 @@ def _provenance(
     init_weights: SRCNNWeights | None,
 ) -> dict[str, Any]:
     """What the written weights record about how they were made."""
-    tf, keras = _import_keras()
+    tf, keras = import_keras()
     history = state["history"]
     provenance: dict[str, Any] = {
         "recipe": "srcnn-fast train",
@@ -368,7 +368,7 @@ def train(
     when stderr is a terminal).
     """
     _check_shapes(config)
-    _, keras = _import_keras()
+    _, keras = import_keras()
     ckpt_dir = _checkpoint_folder(config)
     ckpt_file = ckpt_dir / "checkpoint.npz"
     log = _Log(ckpt_dir / "train.log", echo)
