@@ -1,7 +1,7 @@
 """The cpu backend's ``precision="bf16"``: its arithmetic, its kernel, and its refusal.
 
 The model (``srcnn_fast.backends.bf16``): the kernel rounds the centred LR input, the folded
-conv1 weights, w2 and conv1's ReLU outputs (and, optionally, w3 and conv2's) to bfloat16
+conv1 weights, w2, w3 and conv1's and conv2's ReLU outputs (each layer can stay float32) to bfloat16
 (nearest even, relative error at most u = 2^-8: 8 significant bits) and sums exact products in
 float32.
 
@@ -140,7 +140,7 @@ def test_kernel_matches_the_emulation_every_scale_and_size(scale: int) -> None:
 @needs_bf16
 @pytest.mark.parametrize(
     "layers",
-    [{"conv1"}, {"conv1", "conv3"}, {"conv1", "conv2", "conv3"}],
+    [{"conv1"}, {"conv1", "conv2"}, {"conv1", "conv3"}],
     ids=lambda s: "+".join(sorted(s)),
 )
 def test_each_layer_can_stay_float32(layers: set[str]) -> None:

@@ -11,7 +11,10 @@ round-to-nearest-even to bf16 (relative error at most u = 2^-8: 8 significant bi
   so the centring is exact: conv1's bias becomes b1 + CENTRE * sum(w1) (:func:`centred_bias`);
 * conv1's folded weights ("w1"; polyphase: bicubic folded into conv1, ``srcnn_fast.polyphase``);
 * conv1's output after bias and ReLU ("f1") and w2 ("w2"): conv2's products;
-* optionally (:data:`LAYERS`, not by default) conv2's output ("f2") and w3 ("w3").
+* conv2's output after bias and ReLU ("f2") and w3 ("w3"): conv3's tap products.
+
+(:data:`LAYERS` names them per layer; the cpu backend's ``bf16_layers`` can keep a layer in
+float32.)
 
 Everything else is float32: the accumulators, the biases, conv3's tap products and their sum.
 :func:`emulate` computes the network with these roundings and float64 sums, so the kernel
@@ -35,9 +38,10 @@ LAYERS = {
     "conv2": frozenset({"f1", "w2"}),
     "conv3": frozenset({"f2", "w3"}),
 }
-#: The layers ``precision="bf16"`` runs in bf16. conv3's products stay float32: in bf16 they
-#: cost about as much PSNR as conv2 and saved no time (docs/performance.md, "bf16").
-DEFAULT_LAYERS = frozenset({"conv1", "conv2"})
+#: The layers ``precision="bf16"`` runs in bf16: all three, the fastest. Fewer cost less PSNR
+#: and save less time; none meets 0.01 dB at x2 and 1.5x together (docs/performance.md, "bf16
+#: on the CPU"): conv1 alone costs at most 0.0065 dB and gains ~1.15x.
+DEFAULT_LAYERS = frozenset({"conv1", "conv2", "conv3"})
 
 
 def rounded_by(layers: frozenset[str]) -> frozenset[str]:

@@ -53,10 +53,10 @@ tried: whole groups of 8 channels are rarely all negative outside flat regions.)
 bfloat16
 --------
 With ``precision="bf16"`` (AVX512_BF16) the same code runs on pairs: conv1's LR input, its
-folded weights, w2 and the stored conv1 outputs (and optionally w3 and conv2's outputs: see
-BF16_LAYERS) are bfloat16, two values per 32-bit lane, and each multiply-add step is a
+folded weights, w2, w3 and the stored conv1 and conv2 outputs (by default: BF16_LAYERS) are
+bfloat16, two values per 32-bit lane, and each multiply-add step is a
 ``vdpbf16ps`` (``srcnn_fast.backends.simd``), which does two multiply-adds per float32 lane:
-conv1 pairs adjacent window columns (tj, tj + 1), conv2 (and the products) pair adjacent
+conv1 pairs adjacent window columns (tj, tj + 1), conv2 and the products pair adjacent
 input channels, so the register blocks, the sparse
 blocks (listing live channel *pairs*) and the ring are unchanged and the accumulators stay
 float32. The LR input is centred first (x - 0.5, conv1's bias adjusted: exact), which halves
@@ -584,6 +584,24 @@ def _pad_lr(luma, lr, lr_stride, lr_pad):
             lr[base + c] = luma[r, min(max(c - lr_pad, 0), w - 1)]
 
 
+@njit(cache=True)
+def _centre_and_pair(lr, pairs, centre):
+    """bf16 input of conv1 (see ``bf16.py``): ``lr`` becomes round_bf16(lr - centre) (the same
+    rule as ``bf16.round_bf16``: nearest, ties to even, in the bits) and ``pairs[i]`` holds
+    (lr[i], lr[i + 1]) as bf16 halves. One pass each, vectorised by LLVM: ~10x faster than
+    NumPy's temporaries, which cost ~7% of a bf16 call at 640x360."""
+    n = lr.size
+    for i in range(n):
+        lr[i] -= centre
+    bits = lr.view(np.uint32)
+    for i in range(n):
+        b = bits[i]
+        bits[i] = (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000
+    for i in range(n - 1):
+        pairs[i] = (bits[i] >> 16) | (bits[i + 1] & 0xFFFF0000)
+    pairs[n - 1] = bits[n - 1] >> 16
+
+
 numba.config.CACHE_DIR = _saved_cache_dir
 
 
@@ -798,8 +816,7 @@ class CpuBackend:
             geometry, scratch = self._plan(h, w)
             _pad_lr(luma, geometry.lr, geometry.lr_stride, geometry.lr_pad)
             if self.net.pair1 == 2:
-                geometry.lr[:] = round_bf16(geometry.lr - np.float32(CENTRE))
-                geometry.lr_fast[:] = _pairs(geometry.lr, 0)
+                _centre_and_pair(geometry.lr, geometry.lr_fast, np.float32(CENTRE))
             scratch.counts[:] = 0
             _forward(self.net, geometry, scratch, out)
             blocks, live1, live2 = scratch.counts.sum(axis=0).tolist()
