@@ -22,9 +22,13 @@ float32.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
-from conftest import assert_close
+from conftest import REPO, assert_close
 
 from srcnn_fast.backends import bf16
 from srcnn_fast.backends.reference import ReferenceBackend
@@ -112,8 +116,8 @@ def _one_flip(weights: SRCNNWeights, luma: np.ndarray) -> float:
     return 2.0**-7 * float(max(via_f1, via_f2))
 
 
-def _kernel_against_emulation(cpu, weights, luma, rounded, what: str) -> None:
-    got = cpu.upscale_luma(luma)
+def _kernel_against_emulation(upscale, weights, luma, rounded, what: str) -> None:
+    got = upscale(luma)
     expected = bf16.emulate(weights, luma, rounded)
     diff = np.abs(got.astype(np.float64) - expected)
     flips = float(np.mean(diff > ORDER_ATOL))
@@ -134,7 +138,9 @@ def test_kernel_matches_the_emulation_every_scale_and_size(scale: int) -> None:
     rng = np.random.default_rng(scale)
     for shape in [(1, 1), (2, 3), (9, 11), (17, 40), (33, 70)]:
         luma = rng.random(shape, dtype=np.float32)
-        _kernel_against_emulation(cpu, weights, luma, bf16.ROUNDED, f"x{scale} {shape}")
+        _kernel_against_emulation(
+            cpu.upscale_luma, weights, luma, bf16.ROUNDED, f"x{scale} {shape}"
+        )
 
 
 @needs_bf16
@@ -150,7 +156,7 @@ def test_each_layer_can_stay_float32(layers: set[str]) -> None:
     luma = np.random.default_rng(4).random((21, 50), dtype=np.float32)
     cpu = CpuBackend(weights, precision="bf16", bf16_layers=frozenset(layers))
     rounded = bf16.rounded_by(frozenset(layers))
-    _kernel_against_emulation(cpu, weights, luma, rounded, "+".join(sorted(layers)))
+    _kernel_against_emulation(cpu.upscale_luma, weights, luma, rounded, "+".join(sorted(layers)))
 
 
 @needs_bf16
@@ -165,7 +171,7 @@ def test_other_architecture_and_sparse_blocks() -> None:
     weights = SRCNNWeights(arch=arch, scale=3, **arrays)
     luma = np.random.default_rng(7).random((13, 29), dtype=np.float32)
     cpu = CpuBackend(weights, precision="bf16")
-    _kernel_against_emulation(cpu, weights, luma, bf16.ROUNDED, arch.name)
+    _kernel_against_emulation(cpu.upscale_luma, weights, luma, bf16.ROUNDED, arch.name)
     assert cpu.last_work["conv2"] <= 1.0
 
 
@@ -174,3 +180,31 @@ def test_auto_with_bf16_is_the_cpu_backend_and_9_5_5_is_refused() -> None:
     assert Upscaler(2, precision="bf16").backend_name == "cpu"
     with pytest.raises(BackendError, match="1x1 conv2"):
         Upscaler(weights=SRCNNWeights.random(Architecture(f2=5), scale=2), precision="bf16")
+
+
+@needs_bf16
+def test_the_8_lane_kernel_in_a_subprocess(tmp_path) -> None:
+    # The 256-bit vdpbf16ps (AVX512_BF16 + AVX512_VL) with the 2 x 4 register block: forced,
+    # as tests/test_cpu_backend.py does for fp32, with its own cache folder; the output comes
+    # back in a file and is held to the emulation as the 16-lane kernel is.
+    weights = SRCNNWeights.random(scale=3, seed=1)
+    luma = np.random.default_rng(1).random((19, 37), dtype=np.float32)
+    np.save(tmp_path / "in.npy", luma)
+    code = (
+        "import numpy as np;"
+        "from srcnn_fast.backends import cpu, simd;"
+        "from srcnn_fast.model import SRCNNWeights;"
+        "w = SRCNNWeights.random(scale=3, seed=1);"
+        f"x = np.load({str(tmp_path / 'in.npy')!r});"
+        f"np.save({str(tmp_path / 'out.npy')!r}, "
+        "cpu.CpuBackend(w, precision='bf16').upscale_luma(x));"
+        "print(simd.W, cpu.CHANNELS)"
+    )
+    env = dict(os.environ, SRCNN_FAST_SIMD_WIDTH="8", NUMBA_CACHE_DIR=str(tmp_path))
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.split() == ["8", "4"], run.stdout
+    kernel = np.load(tmp_path / "out.npy")
+    _kernel_against_emulation(lambda _: kernel, weights, luma, bf16.ROUNDED, "8 lanes")
