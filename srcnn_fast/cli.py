@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .backends import BACKEND_NAMES
+from .backends import BACKEND_NAMES, PRECISIONS
 from .batch import DEFAULT_MAX_PIXELS
 from .errors import SrcnnError, UsageError
 from .train import TrainConfig
@@ -443,9 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument(
             "--precision",
-            choices=("fp32", "fp16"),
+            choices=PRECISIONS,
             default="fp32",
-            help="fp16: the CUDA backend's tensor-core mode (default fp32)",
+            help="fp16: the CUDA backend's tensor-core mode; bf16: the cpu backend's AVX512_BF16 "
+            "mode (default fp32)",
         )
 
     p = sub.add_parser("upscale", help="upscale image files, folders or globs, and videos")

@@ -125,7 +125,9 @@ class Upscaler:
     the shipped default). ``backend``: ``auto`` (the best available; the ``SRCNN_FAST_BACKEND``
     environment variable overrides it) or a name from :data:`srcnn_fast.backends.BACKEND_NAMES`.
     ``precision``: "fp32", or "fp16" for the CUDA backend's tensor-core mode (float16 inputs and
-    weights, float32 accumulation; measured Set5 PSNR cost at most 0.0012 dB).
+    weights, float32 accumulation; measured Set5 PSNR cost at most 0.0012 dB), or "bf16" for the
+    cpu backend's AVX512_BF16 mode (bfloat16 inputs and weights, float32 accumulation; refused
+    on a CPU without AVX512_BF16; its PSNR cost: docs/performance.md).
     ``alpha``: "bicubic" (default) or "network" (alpha through the network as a gray plane).
     ``tile``: LR tile side for large images; None picks one from free memory when the image
     needs it, 0 never tiles.

@@ -68,13 +68,15 @@ def backend_details() -> dict[str, str]:
         import numba
 
         from .cpu import cache_dir, is_cached
-        from .simd import W
+        from .simd import W, bf16_problem
 
         isa = {16: "AVX-512", 8: "AVX2/SSE"}.get(W, "generic")
         state = "compiled" if is_cached() else "not compiled yet (first use compiles)"
+        bf16 = bf16_problem()
+        bf16_state = "available (AVX512_BF16)" if bf16 is None else f"unavailable: {bf16}"
         details["cpu"] = (
             f"Numba {numba.__version__}, {W}-lane SIMD ({isa}), {numba.get_num_threads()} "
-            f"threads; kernels {state} in {cache_dir()}"
+            f"threads; kernels {state} in {cache_dir()}; --precision bf16: {bf16_state}"
         )
     return details
 
@@ -107,18 +109,32 @@ def resolve_backend_name(name: str = "auto") -> str:
     return name
 
 
-#: Numeric precisions: "fp32" everywhere; "fp16" (tensor cores, float32 accumulation) on CUDA.
-PRECISIONS = ("fp32", "fp16")
+#: Numeric precisions: "fp32" everywhere (the default: ``auto`` never picks another); "fp16"
+#: (tensor cores, float32 accumulation) on CUDA; "bf16" (AVX512_BF16 ``vdpbf16ps``, float32
+#: accumulation) on the cpu backend.
+PRECISIONS = ("fp32", "fp16", "bf16")
+#: The backend each reduced precision runs on.
+PRECISION_BACKENDS = {"fp16": "cuda", "bf16": "cpu"}
 
 
 def create_backend(name: str, weights: SRCNNWeights, precision: str = "fp32") -> Backend:
-    """Build the named backend (``auto`` resolved) for these weights."""
+    """Build the named backend (``auto`` resolved) for these weights.
+
+    A reduced precision names its backend: with ``auto``, bf16 takes the cpu backend (fp16
+    resolves as usual and needs cuda); asking another backend for it is an error.
+    """
     chosen_automatically = name == "auto" and not os.environ.get(BACKEND_ENV, "").strip()
-    name = resolve_backend_name(name)
     if precision not in PRECISIONS:
         raise BackendError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
-    if precision != "fp32" and name != "cuda":
-        raise BackendError(f"precision {precision} runs on tensor cores: it needs the cuda backend")
+    if precision == "bf16" and name == "auto":
+        name = "cpu"
+    name = resolve_backend_name(name)
+    needed = PRECISION_BACKENDS.get(precision, name)
+    if needed != name:
+        how = {"cuda": "tensor cores", "cpu": "AVX512_BF16 (vdpbf16ps)"}[needed]
+        raise BackendError(
+            f"precision {precision} runs on {how}: it needs the {needed} backend, not {name}"
+        )
     if name == "cuda":
         from .cuda import CudaBackend
 
@@ -134,7 +150,7 @@ def create_backend(name: str, weights: SRCNNWeights, precision: str = "fp32") ->
     if name == "cpu":
         from .cpu import CpuBackend
 
-        return CpuBackend(weights)
+        return CpuBackend(weights, precision=precision)
     if name == "reference":
         from .reference import ReferenceBackend
 

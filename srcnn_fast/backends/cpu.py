@@ -50,6 +50,19 @@ dense kernel's, value for value, and it saves about 60% of conv2 and 30% of the 
 (Skipping conv1 itself for channels that a cheap bound proves negative on the block was
 tried: whole groups of 8 channels are rarely all negative outside flat regions.)
 
+bfloat16
+--------
+With ``precision="bf16"`` (AVX512_BF16) the same code runs on pairs: conv1's LR input, its
+folded weights, w2, w3 and the stored conv1 and conv2 outputs (by default: BF16_LAYERS) are
+bfloat16, two values per 32-bit lane, and each multiply-add step is a
+``vdpbf16ps`` (``srcnn_fast.backends.simd``), which does two multiply-adds per float32 lane:
+conv1 pairs adjacent window columns (tj, tj + 1), conv2 and the products pair adjacent
+input channels, so the register blocks, the sparse
+blocks (listing live channel *pairs*) and the ring are unchanged and the accumulators stay
+float32. The LR input is centred first (x - 0.5, conv1's bias adjusted: exact), which halves
+its rounding error. The rounding points and a NumPy emulation of them:
+``srcnn_fast.backends.bf16``. Border columns use the same rounded values in float32.
+
 Border columns (HR X < r1 or X >= sW - r1) have their own folded filters (conv1's edge-
 replicate padding); they are recomputed per pixel, vectorised over channels, after the main
 pass. Border *rows* need nothing special: a whole row shares its row class.
@@ -67,13 +80,17 @@ from typing import NamedTuple
 import numba
 import numpy as np
 from numba import njit, prange
+from numba.extending import overload
 
+from ..errors import BackendError
 from ..model import SRCNNWeights
 from ..polyphase import axis_geometry, fold_conv1, phase_window_starts, window_size
 from ..tiling import round_up
+from .bf16 import CENTRE, DEFAULT_LAYERS, centred_bias, round_bf16
 from .plans import PlanCache
 from .simd import (
     W,
+    bf16_problem,
     vadd,
     vany_positive,
     vbroadcast,
@@ -81,7 +98,9 @@ from .simd import (
     vfma,
     vload,
     vmax,
+    vpack_bf16,
     vrelu,
+    vround_bf16,
     vstore,
     vzero,
 )
@@ -126,8 +145,19 @@ _saved_cache_dir = numba.config.CACHE_DIR
 numba.config.CACHE_DIR = str(cache_dir())
 
 
+#: Numeric precisions of this backend (see "bfloat16" in the module docstring).
+PRECISIONS = ("fp32", "bf16")
+#: The layers that ``precision="bf16"`` runs in bf16 (the others stay float32): "conv1" (LR
+#: input and folded weights), "conv2" (conv1's output and w2), "conv3" (conv2's output and
+#: w3, in the tap products): ``bf16.LAYERS``. Each costs PSNR and saves time differently:
+#: docs/performance.md.
+BF16_LAYERS = DEFAULT_LAYERS
+
+
 class _Net(NamedTuple):
-    """The network's arrays (channels zero-padded to n1p, n2p) and sizes."""
+    """The network's arrays (channels zero-padded to n1p, n2p) and sizes. In bf16 the float32
+    arrays hold the bf16-rounded values (for the border columns) and the ``*_fast`` arrays the
+    bf16 pairs the main pass reads; in fp32 the ``*_fast`` arrays are the float32 ones."""
 
     t_size: int
     n1p: int
@@ -140,6 +170,13 @@ class _Net(NamedTuple):
     nkp: int  # nk padded to a multiple of CHANNELS
     w3: np.ndarray  # [n2p][nkp]: conv3 as a matrix from channels to taps
     b3: np.float32
+    # Values per 32-bit lane of the inputs of conv1, conv2 and conv3's products: 1 (float32)
+    # or 2 (bf16 pairs): see BF16_LAYERS.
+    pair1: int
+    pair2: int
+    pair3: int
+    w2_fast: np.ndarray  # w2, or its [n1p / 2][n2p] uint32 pairs of input channels
+    w3_fast: np.ndarray  # w3, or its [n2p / 2][nkp] uint32 pairs of input channels
 
 
 class _Geometry(NamedTuple):
@@ -152,6 +189,8 @@ class _Geometry(NamedTuple):
     lr_w: int
     scale: int
     k1: np.ndarray  # folded conv1 [row class][column class][T][T][n1p]
+    lr_fast: np.ndarray  # lr, or uint32 pairs (lr[i], lr[i + 1]) in bf16
+    k1_fast: np.ndarray  # k1, or uint32 pairs (K[.., tj, c], K[.., tj + 1, c]) in bf16
     n_col_classes: int
     row_class: np.ndarray
     row_base: np.ndarray
@@ -170,7 +209,7 @@ class _Scratch(NamedTuple):
     """Per-band buffers (first axis: band), allocated once per input size."""
 
     rings: np.ndarray  # [band][f3 rows][nk taps][scale planes][ring_plane]
-    f1s: np.ndarray
+    f1s: np.ndarray  # [band][n1p / pair][PIXELS]: float32, or uint32 bf16 channel pairs
     f2s: np.ndarray
     gs: np.ndarray
     row_offs: np.ndarray
@@ -260,7 +299,6 @@ def _fma_2x4(x, i, weights, k, acc):
 _zero_block, _fma_block = (_zero_2x8, _fma_2x8) if CHANNELS == 8 else (_zero_2x4, _fma_2x4)
 
 
-@njit(cache=True, inline="always")
 def _store_block(out, cb, acc, bias, relu, live, count):
     """Channels cb..cb+CHANNELS-1 of the block into ``out`` ([channel][PIXELS]).
 
@@ -268,7 +306,35 @@ def _store_block(out, cb, acc, bias, relu, live, count):
     way out), and each channel that is non-zero on some pixel of the block is appended to
     ``live`` (from index ``count``; returns the new count): the next layer sums over those
     only (see "sparse blocks" in the module docstring). One compare per channel, no branch.
+    A uint32 ``out`` ([channel pair][PIXELS]) gets bf16 pairs of channels, and ``live`` the
+    pairs with a non-zero value (:func:`_store_pairs`; Numba picks by ``out``'s type).
     """
+    raise NotImplementedError("compiled only: see _store_block_for")
+
+
+@overload(_store_block)
+def _store_block_for(out, cb, acc, bias, relu, live, count):
+    return _store_pairs if out.dtype == numba.types.uint32 else _store_floats
+
+
+def _store_pairs(out, cb, acc, bias, relu, live, count):
+    """:func:`_store_block` into bf16 pairs of channels (cb + c, cb + c + 1); always ReLU."""
+    for c in range(0, CHANNELS, 2):
+        b0 = vbroadcast_at(bias, cb + c)
+        b1 = vbroadcast_at(bias, cb + c + 1)
+        peak = vzero()
+        for v in range(VECTORS):
+            lo = vrelu(vadd(acc[v * CHANNELS + c], b0))
+            hi = vrelu(vadd(acc[v * CHANNELS + c + 1], b1))
+            peak = vmax(peak, vmax(lo, hi))
+            vstore(out, (cb + c) // 2 * PIXELS + v * W, vpack_bf16(lo, hi))
+        live[count] = (cb + c) // 2
+        count += vany_positive(peak)
+    return count
+
+
+def _store_floats(out, cb, acc, bias, relu, live, count):
+    """:func:`_store_block` into float32 channels."""
     for c in range(CHANNELS):
         if relu:
             b = vbroadcast_at(bias, cb + c)
@@ -286,21 +352,24 @@ def _store_block(out, cb, acc, bias, relu, live, count):
 
 
 @njit(cache=True)
-def _conv1_block(lr, row_off, shift, k1, kbase, t_size, n1p, rows, cols, b1, out, cb, live, n):
+def _conv1_block(
+    lr, row_off, shift, k1, kbase, t_size, n1p, rows, cols, step, b1, out, cb, live, n
+):
     """conv1 + bias + ReLU for PIXELS pixels (one phase) and CHANNELS channels from ``cb``.
 
     ``row_off[ti] + shift`` is the flat index in ``lr`` of the first LR pixel of window row ti
     for pixel 0 of the block; ``kbase`` the index of K[rc, q, 0, 0, cb] in ``k1``. Only the
-    window rows ``rows`` = [first, stop) and columns ``cols`` with non-zero weights are read.
+    window rows ``rows`` = [first, stop) and columns ``cols`` with non-zero weights are read,
+    ``step`` columns per multiply-add (2 with bf16 pairs: a pair past ``stop`` weighs 0).
     Appends the channels that are non-zero somewhere to ``live[n:]``; returns the new count.
     """
     acc = _zero_block()
     for ti in range(rows[0], rows[1]):
         src = row_off[ti] + shift
         k = kbase + (ti * t_size + cols[0]) * n1p
-        for tj in range(cols[0], cols[1]):
+        for tj in range(cols[0], cols[1], step):
             acc = _fma_block(lr, src + tj, k1, k, acc)
-            k += n1p
+            k += step * n1p
     return _store_block(out, cb, acc, b1, True, live, n)
 
 
@@ -328,7 +397,8 @@ def _tap_block(f2, w3, inputs, n_in, nkp, k, out):
     ``inputs[:n_in]``. One chain per pixel vector, in channel order: splitting the sum over
     the *listed* channels would group it differently for every set of zero channels, and
     tiles would no longer match the whole image bit for bit. The two vectors' chains are
-    interleaved, so each FMA waits on its own chain only."""
+    interleaved, so each FMA waits on its own chain only. (In bf16, ``inputs`` are channel
+    pairs, as in :func:`_dot_block`.)"""
     a = vzero()
     b = vzero()
     for idx in range(n_in):
@@ -348,7 +418,7 @@ def _g_row(y, net, geo, ring, slot, scratch):
     f3 * f3 taps k, so that conv3 later only adds 25 shifted values per output pixel.
     """
     t_size, n1p, n2p, nk, nkp, scale = net.t_size, net.n1p, net.n2p, net.nk, net.nkp, geo.scale
-    lr, k1, row_off = geo.lr, geo.k1, scratch.row_off
+    lr, k1, row_off = geo.lr_fast, geo.k1_fast, scratch.row_off
     f1, f2, g = scratch.f1, scratch.f2, scratch.g
     pix1, pix2, pixg = scratch.pix1, scratch.pix2, scratch.pixg
     live1, live2, counts = scratch.live1, scratch.live2, scratch.counts
@@ -370,19 +440,19 @@ def _g_row(y, net, geo, ring, slot, scratch):
             n_live1 = 0
             for cb in range(0, n1p, CHANNELS):
                 n_live1 = _conv1_block(
-                    lr, row_off, shift, k1, kq + cb, t_size, n1p, rows, cols, net.b1, f1, cb,
-                    live1, n_live1,
+                    lr, row_off, shift, k1, kq + cb, t_size, n1p, rows, cols, net.pair1, net.b1,
+                    f1, cb, live1, n_live1,
                 )  # fmt: skip
             n_live2 = 0
             for cb in range(0, n2p, CHANNELS):
                 n_live2 = _dot_block(
-                    f1, net.w2, live1, n_live1, n2p, cb, net.b2, True, f2, live2, n_live2
+                    f1, net.w2_fast, live1, n_live1, n2p, cb, net.b2, True, f2, live2, n_live2
                 )
             blocked = nk - nk % CHANNELS
             for cb in range(0, blocked, CHANNELS):
-                _dot_block(f2, net.w3, live2, n_live2, nkp, cb, net.b2, False, g, live2, 0)
+                _dot_block(f2, net.w3_fast, live2, n_live2, nkp, cb, net.b2, False, g, live2, 0)
             for k in range(blocked, nk):
-                _tap_block(f2, net.w3, live2, n_live2, nkp, k, g)
+                _tap_block(f2, net.w3_fast, live2, n_live2, nkp, k, g)
             counts[0] += 1
             counts[1] += n_live1
             counts[2] += n_live2
@@ -391,6 +461,9 @@ def _g_row(y, net, geo, ring, slot, scratch):
                 for v in range(VECTORS):
                     vstore(ring, dst + v * W, vload(g, k * PIXELS + v * W))
     # Border columns: their own folded filters; one pixel at a time, vectorised over channels.
+    # In bf16 the arrays hold the rounded values and conv1's and conv2's outputs are rounded
+    # here where the main pass stores them as bf16: the same arithmetic in float32.
+    lr, k1 = geo.lr, geo.k1
     for x in range(n_hr):
         if geo.col_interior[x]:
             continue
@@ -403,12 +476,14 @@ def _g_row(y, net, geo, ring, slot, scratch):
                     xs = _clamp(geo.col_base[x] + tj, 0, geo.lr_w - 1)
                     v = vbroadcast(lr[row_off[ti] + xs])
                     acc = vfma(v, vload(k1, kx + (ti * t_size + tj) * n1p + cv), acc)
-            vstore(pix1, cv, vrelu(vadd(acc, vload(net.b1, cv))))
+            value = vrelu(vadd(acc, vload(net.b1, cv)))
+            vstore(pix1, cv, vround_bf16(value) if net.pair2 == 2 else value)
         for cv in range(0, n2p, W):
             acc = vzero()
             for i in range(n1p):
                 acc = vfma(vbroadcast(pix1[i]), vload(net.w2, i * n2p + cv), acc)
-            vstore(pix2, cv, vrelu(vadd(acc, vload(net.b2, cv))))
+            value = vrelu(vadd(acc, vload(net.b2, cv)))
+            vstore(pix2, cv, vround_bf16(value) if net.pair3 == 2 else value)
         for kv in range(0, nkp, W):
             acc = vzero()
             for c in range(n2p):
@@ -506,7 +581,44 @@ def _pad_lr(luma, lr, lr_stride, lr_pad):
             lr[base + c] = luma[r, min(max(c - lr_pad, 0), w - 1)]
 
 
+@njit(cache=True)
+def _centre_and_pair(lr, pairs, centre):
+    """bf16 input of conv1 (see ``bf16.py``): ``lr`` becomes round_bf16(lr - centre) (the same
+    rule as ``bf16.round_bf16``: nearest, ties to even, in the bits) and ``pairs[i]`` holds
+    (lr[i], lr[i + 1]) as bf16 halves. One pass each, vectorised by LLVM: ~10x faster than
+    NumPy's temporaries, which cost ~7% of a bf16 call at 640x360."""
+    n = lr.size
+    for i in range(n):
+        lr[i] -= centre
+    bits = lr.view(np.uint32)
+    for i in range(n):
+        b = bits[i]
+        bits[i] = (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000
+    for i in range(n - 1):
+        pairs[i] = (bits[i] >> 16) | (bits[i + 1] & 0xFFFF0000)
+    pairs[n - 1] = bits[n - 1] >> 16
+
+
 numba.config.CACHE_DIR = _saved_cache_dir
+
+
+#: Scratch dtype of a layer's input, by values per lane: float32, or uint32 bf16 pairs.
+_DTYPES = {1: np.float32, 2: np.uint32}
+
+
+def _pairs(array: np.ndarray, axis: int) -> np.ndarray:
+    """bf16 pairs along ``axis`` of a float32 array already rounded to bf16: element i of the
+    result (uint32) holds element i in its low half and element i + 1 in its high half (0
+    past the end), the order ``vdpbf16ps`` multiplies in."""
+    bits = np.moveaxis(np.ascontiguousarray(array, np.float32), axis, -1).view(np.uint32)
+    nxt = np.zeros_like(bits)
+    nxt[..., :-1] = bits[..., 1:]
+    return np.ascontiguousarray(np.moveaxis((bits >> 16) | (nxt & 0xFFFF0000), -1, axis))
+
+
+def _channel_pairs(matrix: np.ndarray) -> np.ndarray:
+    """[n_in][n_out] float32 (rounded to bf16) -> [n_in / 2][n_out] uint32 pairs of inputs."""
+    return _pairs(matrix, 0)[::2].reshape(-1)
 
 
 def _tap_offsets(scale: int, f3: int, ring_plane: int, ring_pad: int) -> np.ndarray:
@@ -545,12 +657,38 @@ class CpuBackend:
     name = "cpu"
     _announced = False  # the first-compile message is printed once per process
 
-    def __init__(self, weights: SRCNNWeights, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        weights: SRCNNWeights,
+        threads: int | None = None,
+        precision: str = "fp32",
+        bf16_layers: frozenset[str] = BF16_LAYERS,
+    ) -> None:
         arch = weights.arch
         self.weights = weights
+        if precision not in PRECISIONS:
+            raise BackendError(
+                f"the cpu backend has no precision {precision!r} (choose from "
+                f"{', '.join(PRECISIONS)})"
+            )
+        self.precision = precision
+        bf16 = precision == "bf16"
+        # Which layers run in bf16 (``bf16_layers``: a subset of BF16_LAYERS' names, to
+        # measure what each costs); conv1 always does in bf16, or nothing would.
+        pair1, pair2, pair3 = (
+            2 if bf16 and (layer == "conv1" or layer in bf16_layers) else 1
+            for layer in ("conv1", "conv2", "conv3")
+        )
+        if bf16 and bf16_problem() is not None:
+            raise BackendError(bf16_problem())
         # The fused kernel keeps conv2 per pixel, so it needs a 1x1 conv2 (every SRCNN in the
         # papers but 9-5-5/9-3-5). Others take the general path: the NumPy reference.
         self._general = None
+        if arch.f2 != 1 and bf16:
+            raise BackendError(
+                f"precision bf16 needs a 1x1 conv2 (the fused kernel); this model's conv2 is "
+                f"{arch.f2}x{arch.f2}"
+            )
         if arch.f2 != 1:
             from .reference import ReferenceBackend
 
@@ -568,20 +706,31 @@ class CpuBackend:
             out[tuple(slice(0, n) for n in array.shape)] = array
             return out
 
+        # bf16 rounds the weights (and centres conv1's input, adjusting b1): see bf16.py.
         self.w1 = padded(weights.w1, (arch.f1, arch.f1, 1, n1p))
+        w2 = padded(weights.w2[0, 0], (n1p, n2p))
+        # [channel][tap]: taps in row-major (dy, dx) order, as _conv3_row adds them.
+        w3 = padded(weights.w3[:, :, :, 0].reshape(nk, arch.n2).T, (n2p, nkp))
+        w2 = round_bf16(w2) if pair2 == 2 else w2
+        w3 = round_bf16(w3) if pair3 == 2 else w3
+        b1 = centred_bias(weights.w1, weights.b1) if bf16 else weights.b1
         self.net = _Net(
             t_size=window_size(self.scale, (arch.f1 - 1) // 2),
             n1p=n1p,
             n2p=n2p,
             f3=arch.f3,
-            b1=padded(weights.b1, (n1p,)),
-            w2=padded(weights.w2[0, 0], (n1p, n2p)).reshape(-1),
+            b1=padded(b1, (n1p,)),
+            w2=w2.reshape(-1),
             b2=padded(weights.b2, (n2p,)),
             nk=nk,
             nkp=nkp,
-            # [channel][tap]: taps in row-major (dy, dx) order, as _conv3_row adds them.
-            w3=padded(weights.w3[:, :, :, 0].reshape(nk, arch.n2).T, (n2p, nkp)).reshape(-1),
+            w3=w3.reshape(-1),
             b3=np.float32(weights.b3[0]),
+            pair1=pair1,
+            pair2=pair2,
+            pair3=pair3,
+            w2_fast=_channel_pairs(w2) if pair2 == 2 else w2.reshape(-1),
+            w3_fast=_channel_pairs(w3) if pair3 == 2 else w3.reshape(-1),
         )
         self._plans: PlanCache = PlanCache()
 
@@ -595,6 +744,9 @@ class CpuBackend:
         rows = axis_geometry(h, s, arch.f1)
         cols = axis_geometry(w, s, arch.f1)
         k1 = fold_conv1(self.w1, rows, cols)  # (rc, cc, t, t, n1p)
+        bf16 = net.pair1 == 2
+        if bf16:
+            k1 = round_bf16(k1)
         width_blocks = round_up(w, PIXELS)
         lr_pad = t + 2
         lr_stride = lr_pad + width_blocks + t + PIXELS + 2
@@ -602,14 +754,17 @@ class CpuBackend:
         ring_pad = r3 // s + 2
         ring_plane = ring_pad + width_blocks + ring_pad + W
         bands = max(1, min(self.threads, h * s))
+        lr = np.empty(h * lr_stride, np.float32)
         geometry = _Geometry(
-            lr=np.empty(h * lr_stride, np.float32),
+            lr=lr,
             lr_stride=lr_stride,
             lr_pad=lr_pad,
             lr_h=h,
             lr_w=w,
             scale=s,
             k1=k1.reshape(-1),
+            lr_fast=np.empty(h * lr_stride, np.uint32) if bf16 else lr,
+            k1_fast=_pairs(k1, 3).reshape(-1) if bf16 else k1.reshape(-1),
             n_col_classes=k1.shape[1],
             row_class=rows.classes,
             row_base=rows.base,
@@ -625,8 +780,8 @@ class CpuBackend:
         )
         scratch = _Scratch(
             rings=np.zeros((bands, arch.f3 * net.nk * s * ring_plane), np.float32),
-            f1s=np.zeros((bands, net.n1p * PIXELS), np.float32),
-            f2s=np.zeros((bands, net.n2p * PIXELS), np.float32),
+            f1s=np.zeros((bands, net.n1p * PIXELS // net.pair2), _DTYPES[net.pair2]),
+            f2s=np.zeros((bands, net.n2p * PIXELS // net.pair3), _DTYPES[net.pair3]),
             gs=np.zeros((bands, net.nkp * PIXELS), np.float32),
             row_offs=np.zeros((bands, t), np.int64),
             pix1s=np.zeros((bands, net.n1p), np.float32),
@@ -657,14 +812,17 @@ class CpuBackend:
         with _KERNEL_LOCK:
             geometry, scratch = self._plan(h, w)
             _pad_lr(luma, geometry.lr, geometry.lr_stride, geometry.lr_pad)
+            if self.net.pair1 == 2:
+                _centre_and_pair(geometry.lr, geometry.lr_fast, np.float32(CENTRE))
             scratch.counts[:] = 0
             _forward(self.net, geometry, scratch, out)
             blocks, live1, live2 = scratch.counts.sum(axis=0).tolist()
         # Share of conv2's and the products' dense work the last call did (see "sparse
         # blocks" in the module docstring).
+        # (The lists hold channel pairs where the layer runs in bf16.)
         self.last_work = {
-            "conv2": live1 / max(blocks * self.net.n1p, 1),
-            "products": live2 / max(blocks * self.net.n2p, 1),
+            "conv2": live1 * self.net.pair2 / max(blocks * self.net.n1p, 1),
+            "products": live2 * self.net.pair3 / max(blocks * self.net.n2p, 1),
         }
         return out
 
