@@ -194,25 +194,30 @@ def _layout(frame: Any) -> _Layout:
     return _Layout(name, bits if name == fmt.name else (8 if bits <= 8 else int(name[8:10])), full)
 
 
+def _plane_views(frame: Any, dtype: np.dtype | type) -> list[np.ndarray]:
+    """A frame's planes as NumPy views of its memory, line padding skipped by the stride
+    (no copy: a view holds its plane, and the plane its frame, so the memory stays valid
+    while the view lives)."""
+    return [
+        np.frombuffer(plane, dtype).reshape(plane.height, -1)[:, : plane.width]
+        for plane in frame.planes
+    ]
+
+
+def _sample_dtype(layout: _Layout) -> np.dtype:
+    return np.dtype(np.uint8) if layout.bits <= 8 else np.dtype("<u2")
+
+
 def _read_planes(frame: Any, layout: _Layout) -> list[np.ndarray]:
     if frame.format.name != layout.format:
         frame = frame.reformat(format=layout.format)
-    dtype = np.uint8 if layout.bits <= 8 else np.dtype("<u2")
-    planes = []
-    for plane in frame.planes:
-        rows = np.frombuffer(plane, dtype).reshape(plane.height, -1)
-        planes.append(np.ascontiguousarray(rows[:, : plane.width]))  # a copy: frames are reused
-    return planes
+    return _plane_views(frame, _sample_dtype(layout))
 
 
-def _make_frame(planes: list[np.ndarray], fmt: str) -> Any:
-    av = _av()
-    height, width = planes[0].shape
-    frame = av.VideoFrame(width, height, fmt)
-    for plane, values in zip(frame.planes, planes, strict=True):
-        rows = np.frombuffer(plane, values.dtype).reshape(plane.height, -1)
-        rows[:, : plane.width] = values
-    return frame
+def _output_frame(layout: _Layout, width: int, height: int) -> tuple[Any, list[np.ndarray]]:
+    """A new frame of the input's planar format, and views of its planes to upscale into."""
+    frame = _av().VideoFrame(width, height, layout.format)
+    return frame, _plane_views(frame, _sample_dtype(layout))
 
 
 # --- the transcode ----------------------------------------------------------------------
@@ -466,9 +471,8 @@ def _transcode(
                     packet.stream = copied[index]
                     emit([packet])
                     continue
-                _, index, planes, layout, pts, time_base, first = item
+                _, index, frame, layout, pts, time_base, first = item
                 video = videos[index]
-                frame = _make_frame(planes, layout.format)
                 frame.pts, frame.time_base = pts, time_base
                 if not video.started:
                     video.started = True
@@ -574,12 +578,15 @@ def _decode(video: _VideoOut, packet: Any, errors: tuple) -> Iterator[tuple]:
 
 
 def _upscale_item(upscaler: Upscaler, item: tuple) -> tuple:
-    """The upscale stage: frames through the network, packets passed on untouched."""
+    """The upscale stage: frames through the network, written straight into the planes of
+    the frame the encoder takes; packets passed on untouched."""
     if item[0] == "packet":
         return item
     _, index, planes, layout, pts, time_base, first = item
-    upscaled = upscaler.upscale_planes(planes, layout.bits, layout.full_range)
-    return ("frame", index, upscaled, layout, pts, time_base, first)
+    height, width = planes[0].shape
+    frame, out = _output_frame(layout, width * upscaler.scale, height * upscaler.scale)
+    upscaler.upscale_planes(planes, layout.bits, layout.full_range, out=out)
+    return ("frame", index, frame, layout, pts, time_base, first)
 
 
 def _progress_bar(progress: bool | None, total: int | None, src: Path) -> Any:
