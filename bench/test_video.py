@@ -4,9 +4,11 @@ For a synthetic 640x360 clip (moving gradients plus noise, libx264, 24 fps), ups
 (1280x720) and x3 (1920x1080), on ``cpu`` fp32 (bf16 too where that precision exists) and on
 ``cuda`` where a GPU is, each route timed end to end, in one run:
 
-- **pipeline**: ``upscale_video`` (decode, upscale, encode overlapped);
-- **serial**: the same three stages one after another, each free to use every core: on a
-  CPU-only machine the floor the pipeline must not be slower than;
+- **pipeline**: ``upscale_video`` (decode, upscale, encode overlapped; on ``cpu`` the
+  network and the encoder get half the cores each, see ``video._thread_split``);
+- **serial**: the same three stages one after another (``overlap=False``), each on every
+  core (Numba's whole pool, libx264's automatic thread count): on a CPU-only machine the
+  floor the pipeline must not be slower than;
 - **png route**: FFmpeg (through PyAV) writes the frames as PNGs, ``srcnn-fast upscale``
   upscales the folder, PyAV reassembles them: what people do today;
 - **decode+encode**: decode, resize with FFmpeg's scaler, encode: the floor no upscaler beats.
@@ -14,8 +16,10 @@ For a synthetic 640x360 clip (moving gradients plus noise, libx264, 24 fps), ups
 Each stage is also timed alone (decode to planes; upscale of the decoded planes; encode,
 as the decode+encode floor less the decode): "vs slowest stage" is the pipeline's time over
 the slowest of them. In the serial route x264's own threads still run behind each encode
-call (its lookahead), so serial is the single-threaded loop a person writes, not a strict
-one-stage-at-a-time schedule. All routes encode with libx264 at the same CRF and preset.
+call (frame threads and lookahead keep encoding while the next frame is upscaled), so serial
+is the loop a person writes, a little faster than a strict one-stage-at-a-time schedule: a
+floor that errs in the serial loop's favour, never the pipeline's. All routes encode with
+libx264 at the same CRF and preset.
 Run (the full 10 s clip: about 15-20 minutes on 2 cores):
 
     pytest bench/test_video.py -s

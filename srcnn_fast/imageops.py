@@ -304,7 +304,8 @@ def upscale_image(
 # is only interpolated (bicubic at its own subsampled size), like the image path's Cb and Cr.
 
 
-def _limited_gain(bits: int) -> float:
+def limited_gain(bits: int) -> float:
+    """What a limited-range sample of ``bits`` bits holds per unit of studio-range Y."""
     return 255.0 * 2.0 ** (bits - 8)
 
 
@@ -313,7 +314,7 @@ def video_luma(plane: np.ndarray, bits: int, full_range: bool) -> np.ndarray:
     values = plane.astype(np.float32)
     if full_range:
         return gray_to_luma(values * np.float32(1.0 / (2**bits - 1)))
-    return values * np.float32(1.0 / _limited_gain(bits))
+    return values * np.float32(1.0 / limited_gain(bits))
 
 
 def _to_samples(values: np.ndarray, bits: int, dtype: np.dtype | type) -> np.ndarray:
@@ -329,7 +330,7 @@ def video_luma_samples(
     if full_range:
         values = luma_to_gray(luma) * np.float32(2**bits - 1)
     else:
-        values = luma * np.float32(_limited_gain(bits))
+        values = luma * np.float32(limited_gain(bits))
     return _to_samples(values, bits, dtype)
 
 

@@ -228,7 +228,11 @@ class Upscaler:
         return imageops.upscale_image(image, self.scale, self.backend.upscale_luma, self.alpha)
 
     def upscale_planes(
-        self, planes: Sequence[np.ndarray], bits: int | None = None, full_range: bool = False
+        self,
+        planes: Sequence[np.ndarray],
+        bits: int | None = None,
+        full_range: bool = False,
+        out: Sequence[np.ndarray] | None = None,
     ) -> list[np.ndarray]:
         """Upscale one video frame given as its planes: Y, or Y, U, V (any chroma subsampling).
 
@@ -239,6 +243,8 @@ class Upscaler:
         planes of the ``scale`` times larger frame, same dtypes; chroma of an odd-sized frame
         is ceil(scale * H / subsampling) high. On the ``cuda`` backend NumPy planes are uploaded
         once and downloaded once, CuPy planes stay on the GPU (and come back as CuPy arrays).
+        ``out``: arrays of the output planes' shapes and dtype to write into (strided views
+        of an encoder frame's planes, say), as NumPy's ``out=``; returned.
         """
         if len(planes) not in (1, 3):
             raise ImageError(f"expected Y or Y, U, V planes, got {len(planes)} planes")
@@ -262,20 +268,42 @@ class Upscaler:
                     f"the {self.backend_name} backend takes numpy arrays, not GPU arrays"
                 )
             xp = np
-        planes = [xp.asarray(p) for p in planes]  # the one upload on the cuda backend
         s = self.scale
         height, width = y.shape
-        luma = self.backend.upscale_luma(imageops.video_luma(planes[0], bits, full_range))
-        out = [imageops.video_luma_samples(luma, bits, full_range, dtype)]
-        for plane in planes[1:]:
-            shape = (
-                _subsampled(height * s, height, plane.shape[0]),
-                _subsampled(width * s, width, plane.shape[1]),
+        shapes = [(height * s, width * s)] + [
+            (_subsampled(height * s, height, p.shape[0]), _subsampled(width * s, width, p.shape[1]))
+            for p in planes[1:]
+        ]
+        if out is not None and (
+            len(out) != len(planes)
+            or any(
+                o.shape != shape or o.dtype != dtype for o, shape in zip(out, shapes, strict=True)
             )
-            out.append(imageops.upscale_chroma(plane, s, shape, bits))
+        ):
+            raise ImageError(
+                f"out= must be {len(planes)} {dtype} arrays of shapes {shapes}, got "
+                + ", ".join(f"{o.dtype} {tuple(o.shape)}" for o in out)
+            )
+        if xp is np and self.backend_name == "cpu":
+            # The samples read and written in place, the passes around the network fused.
+            from .backends.cpu_pixels import upscale_planes
+
+            target = list(out) if out is not None else [np.empty(sh, dtype) for sh in shapes]
+            return upscale_planes(
+                list(planes), s, bits, full_range, self.backend.upscale_luma, target
+            )
+        planes = [xp.asarray(p) for p in planes]  # the one upload on the cuda backend
+        luma = self.backend.upscale_luma(imageops.video_luma(planes[0], bits, full_range))
+        result = [imageops.video_luma_samples(luma, bits, full_range, dtype)]
+        for plane, shape in zip(planes[1:], shapes[1:], strict=True):
+            result.append(imageops.upscale_chroma(plane, s, shape, bits))
         if xp is not np and not on_gpu:
-            out = [o.get() for o in out]  # the one download
-        return out
+            result = [o.get() for o in result]  # the one download
+        if out is None:
+            return result
+        for target, values in zip(out, result, strict=True):
+            target[...] = values
+        return list(out)
 
     def stream(
         self,

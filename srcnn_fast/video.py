@@ -194,25 +194,30 @@ def _layout(frame: Any) -> _Layout:
     return _Layout(name, bits if name == fmt.name else (8 if bits <= 8 else int(name[8:10])), full)
 
 
+def _plane_views(frame: Any, dtype: np.dtype | type) -> list[np.ndarray]:
+    """A frame's planes as NumPy views of its memory, line padding skipped by the stride
+    (no copy: a view holds its plane, and the plane its frame, so the memory stays valid
+    while the view lives)."""
+    return [
+        np.frombuffer(plane, dtype).reshape(plane.height, -1)[:, : plane.width]
+        for plane in frame.planes
+    ]
+
+
+def _sample_dtype(layout: _Layout) -> np.dtype:
+    return np.dtype(np.uint8) if layout.bits <= 8 else np.dtype("<u2")
+
+
 def _read_planes(frame: Any, layout: _Layout) -> list[np.ndarray]:
     if frame.format.name != layout.format:
         frame = frame.reformat(format=layout.format)
-    dtype = np.uint8 if layout.bits <= 8 else np.dtype("<u2")
-    planes = []
-    for plane in frame.planes:
-        rows = np.frombuffer(plane, dtype).reshape(plane.height, -1)
-        planes.append(np.ascontiguousarray(rows[:, : plane.width]))  # a copy: frames are reused
-    return planes
+    return _plane_views(frame, _sample_dtype(layout))
 
 
-def _make_frame(planes: list[np.ndarray], fmt: str) -> Any:
-    av = _av()
-    height, width = planes[0].shape
-    frame = av.VideoFrame(width, height, fmt)
-    for plane, values in zip(frame.planes, planes, strict=True):
-        rows = np.frombuffer(plane, values.dtype).reshape(plane.height, -1)
-        rows[:, : plane.width] = values
-    return frame
+def _output_frame(layout: _Layout, width: int, height: int) -> tuple[Any, list[np.ndarray]]:
+    """A new frame of the input's planar format, and views of its planes to upscale into."""
+    frame = _av().VideoFrame(width, height, layout.format)
+    return frame, _plane_views(frame, _sample_dtype(layout))
 
 
 # --- the transcode ----------------------------------------------------------------------
@@ -438,12 +443,16 @@ def _transcode(
             out.set_chapters(chapters)
         for stream in container.streams.video:
             stream.thread_type = "AUTO"  # frame threads: decode keeps up on every core
+        network_threads, encoder_threads = _thread_split(upscaler, overlap)
+        if encoder_threads is not None:
+            for video in videos.values():
+                video.stream.codec_context.thread_count = encoder_threads
 
         total = sum(v.frames_expected for v in videos.values()) or None
         bar = _progress_bar(progress, total, src)
         items = pipelined(
             _demux(av, container, videos, copied),
-            lambda item: _upscale_item(upscaler, item),
+            lambda item: _upscale_item(upscaler, item, network_threads),
             depth=depth,
             times=summary.times,
             overlap=overlap,
@@ -466,9 +475,8 @@ def _transcode(
                     packet.stream = copied[index]
                     emit([packet])
                     continue
-                _, index, planes, layout, pts, time_base, first = item
+                _, index, frame, layout, pts, time_base, first = item
                 video = videos[index]
-                frame = _make_frame(planes, layout.format)
                 frame.pts, frame.time_base = pts, time_base
                 if not video.started:
                     video.started = True
@@ -573,13 +581,38 @@ def _decode(video: _VideoOut, packet: Any, errors: tuple) -> Iterator[tuple]:
         )
 
 
-def _upscale_item(upscaler: Upscaler, item: tuple) -> tuple:
-    """The upscale stage: frames through the network, packets passed on untouched."""
+def _thread_split(upscaler: Upscaler, overlap: bool) -> tuple[int | None, int | None]:
+    """(Numba threads of the upscale stage, encoder threads); None: the library's default.
+
+    Overlapped on the cpu backend, the network and the encoder share the cores: half each
+    (the network gets the odd one). With both on every core (Numba's pool plus x264's
+    1.5 threads per core) a 2-core machine ran the pipeline at 0.5-1.0x the serial loop;
+    split, 1.3x (docs/video.md, "Speed"). One after another, each stage takes every core.
+    """
+    if not overlap or upscaler.backend_name != "cpu":
+        return None, None
+    import numba
+
+    cores = numba.config.NUMBA_NUM_THREADS
+    encoder = max(1, cores // 2)
+    return max(1, cores - encoder), encoder
+
+
+def _upscale_item(upscaler: Upscaler, item: tuple, threads: int | None = None) -> tuple:
+    """The upscale stage: frames through the network, written straight into the planes of
+    the frame the encoder takes; packets passed on untouched. ``threads``: Numba threads
+    for this stage's thread (Numba's setting is per calling thread)."""
     if item[0] == "packet":
         return item
+    if threads is not None:
+        import numba
+
+        numba.set_num_threads(threads)
     _, index, planes, layout, pts, time_base, first = item
-    upscaled = upscaler.upscale_planes(planes, layout.bits, layout.full_range)
-    return ("frame", index, upscaled, layout, pts, time_base, first)
+    height, width = planes[0].shape
+    frame, out = _output_frame(layout, width * upscaler.scale, height * upscaler.scale)
+    upscaler.upscale_planes(planes, layout.bits, layout.full_range, out=out)
+    return ("frame", index, frame, layout, pts, time_base, first)
 
 
 def _progress_bar(progress: bool | None, total: int | None, src: Path) -> Any:

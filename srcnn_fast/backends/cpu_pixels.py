@@ -39,7 +39,7 @@ from numba.extending import intrinsic
 
 from .. import imageops
 from ..errors import ImageError
-from .cpu import cache_dir
+from .cpu import _KERNEL_LOCK, cache_dir
 
 #: Output pixels below which the kernels run on the calling thread.
 PARALLEL_MIN_PIXELS = 1 << 16
@@ -118,16 +118,21 @@ def _unpack(pixels, inv, to_ycc, ycc_offset, gray_gain, planes, bands):
 
 @njit(cache=True)
 def _bicubic_row(plane, rows, wy, phase_weights, phase_origin, buf, dst):
-    """One HR row of the bicubic upscale of LR ``plane`` into ``dst`` (sW floats), in
-    imageops' order: the vertical pass of LR ``rows`` weighted by ``wy`` into ``buf`` (w + 4
-    floats: 2 edge-replicated entries each side, so that the horizontal taps, which reach from
-    2 left of a pixel's LR column to 2 right, need no clamping), then the horizontal pass one
-    phase at a time (each phase's weights are then constants of its loop)."""
+    """One HR row of the bicubic upscale of LR ``plane`` (float32 or integer samples) into
+    ``dst`` (sW floats), in imageops' order: the vertical pass of LR ``rows`` weighted by
+    ``wy`` into ``buf`` (w + 4 floats: 2 edge-replicated entries each side, so that the
+    horizontal taps, which reach from 2 left of a pixel's LR column to 2 right, need no
+    clamping), then the horizontal pass one phase at a time (each phase's weights are then
+    constants of its loop)."""
     w = plane.shape[1]
     s = phase_weights.shape[0]
     r0, r1, r2, r3 = plane[rows[0]], plane[rows[1]], plane[rows[2]], plane[rows[3]]
     for x in range(w):
-        buf[2 + x] = ((r0[x] * wy[0] + r1[x] * wy[1]) + r2[x] * wy[2]) + r3[x] * wy[3]
+        # Integer samples (video planes) converted first, as imageops converts them: Numba
+        # types uint16 * float32 as float64, which would round differently at x3.
+        a, b = np.float32(r0[x]) * wy[0], np.float32(r1[x]) * wy[1]
+        c, d = np.float32(r2[x]) * wy[2], np.float32(r3[x]) * wy[3]
+        buf[2 + x] = ((a + b) + c) + d
     buf[0] = buf[1] = buf[2]
     buf[w + 2] = buf[w + 3] = buf[w + 1]
     for px in range(s):
@@ -216,6 +221,79 @@ def _pack(
         )  # fmt: skip
 
 
+# --- video planes: integer Y, U, V samples in and out (imageops' video helpers) -----------
+
+
+@njit(cache=True)
+def _plane_to_float(plane, a, b, c, out):
+    """``out = (plane * a) * b + c`` in float32, the samples converted exactly first: with
+    (a, b, c) = (1 / gain, 1, 0) :func:`imageops.video_luma` of a limited-range plane, with
+    (1 / top, gray gain, luma offset) of a full-range one (the multiplies by 1 and the add of
+    0 are exact, so one kernel serves both). ``plane`` may be a strided view (a decoded
+    frame's plane with its line padding): it is read where it lies."""
+    for y in range(plane.shape[0]):
+        row, dst = plane[y], out[y]
+        for x in range(plane.shape[1]):
+            dst[x] = (np.float32(row[x]) * a) * b + c
+
+
+@njit(cache=True, inline="always")
+def _store_sample(value, top):
+    """:func:`imageops._to_samples`: clipped to [0, top], rounded half to even."""
+    return np.rint(min(max(value, np.float32(0.0)), top))
+
+
+@njit(cache=True)
+def _luma_rows(luma, offset, gain, top, out, y0, y1):
+    """HR rows [y0, y1) of :func:`imageops.video_luma_samples`: ``((luma - offset) * gain)``
+    (offset 0 and a single gain for limited range; luma_to_gray's offset and gain times the
+    top sample for full range, whose NumPy form multiplies by each in turn: ``gain`` is then
+    a pair applied in order) clipped, rounded and stored."""
+    g0, g1 = gain[0], gain[1]
+    for y in range(y0, y1):
+        src, dst = luma[y], out[y]
+        for x in range(out.shape[1]):
+            dst[x] = _store_sample(((src[x] - offset) * g0) * g1, top)
+
+
+@njit(cache=True)
+def _chroma_rows(plane, phase_weights, phase_origin, top, out, y0, y1):
+    """Output rows [y0, y1) of :func:`imageops.upscale_chroma`: per row, cpu_pixels'
+    bicubic row (vertical then horizontal pass, imageops' order) of the integer LR plane,
+    cut to ``out``'s width, clipped, rounded and stored."""
+    h, w = plane.shape
+    s = phase_weights.shape[0]
+    buf = np.empty(w + 4, np.float32)
+    row = np.empty(w * s, np.float32)
+    rows = np.empty(4, np.int64)
+    for y in range(y0, y1):
+        j, p = divmod(y, s)
+        for t in range(4):
+            rows[t] = min(max(j + phase_origin[p] - 1 + t, 0), h - 1)
+        _bicubic_row(plane, rows, phase_weights[p], phase_weights, phase_origin, buf, row)
+        dst = out[y]
+        for x in range(out.shape[1]):
+            dst[x] = _store_sample(row[x], top)
+
+
+@njit(parallel=True, cache=True)
+def _planes_out(
+    luma, offset, gain, top, u, v, n_chroma, phase_weights, phase_origin, y_out, u_out, v_out,
+    bands,
+):  # fmt: skip
+    """The network's Y and the U, V planes (``n_chroma`` 0: Y only) to integer samples in
+    one parallel call (one wake-up of the thread pool per frame): each band of threads takes
+    its share of the rows of every plane."""
+    for band in prange(bands):
+        h = y_out.shape[0]
+        _luma_rows(luma, offset, gain, top, y_out, band * h // bands, (band + 1) * h // bands)
+        if n_chroma:
+            hc = u_out.shape[0]
+            c0, c1 = band * hc // bands, (band + 1) * hc // bands
+            _chroma_rows(u, phase_weights, phase_origin, top, u_out, c0, c1)
+            _chroma_rows(v, phase_weights, phase_origin, top, v_out, c0, c1)
+
+
 numba.config.CACHE_DIR = _saved_cache_dir
 
 _RGB_TO_YCC = imageops.RGB_TO_YCBCR.astype(np.float32)
@@ -266,3 +344,51 @@ def upscale_pixels(
         else:
             _pack(luma, planes, *constants, min(h * scale, threads * _BANDS_PER_THREAD))
     return out if image.ndim == 3 else out[:, :, 0]
+
+
+def upscale_planes(
+    planes: list[np.ndarray],
+    scale: int,
+    bits: int,
+    full_range: bool,
+    upscale_luma: imageops.LumaUpscaler,
+    out: list[np.ndarray],
+) -> list[np.ndarray]:
+    """One video frame's planes (Y, or Y, U, V; uint8 or uint16 ``bits``-bit samples, any
+    strides) upscaled into ``out`` (the output planes at the output frame's sizes, allocated
+    by the caller; they may be strided views of an encoder frame's planes): what
+    ``imageops.video_luma`` -> ``upscale_luma`` -> ``video_luma_samples`` and
+    ``imageops.upscale_chroma`` compute, with the samples read and written where they lie and
+    everything after the network in one parallel kernel."""
+    y = planes[0]
+    top = float(2**bits - 1)
+    if full_range:
+        # gray_to_luma(y / top) in, luma_to_gray(luma) * top out, factor by factor.
+        a, b, c = np.float32(1.0 / top), np.float32(imageops.GRAY_TO_LUMA_GAIN), _YCC_OFFSET[0]
+        gain = np.array([imageops.LUMA_TO_GRAY_GAIN, top], np.float32)
+    else:
+        limited = imageops.limited_gain(bits)
+        a, b, c = np.float32(1.0 / limited), np.float32(1.0), np.float32(0.0)
+        gain = np.array([limited, 1.0], np.float32)
+    luma = np.empty(y.shape, np.float32)
+    # One multiply per LR sample: on the calling thread (waking the pool costs more).
+    _plane_to_float(y, a, b, c, luma)
+    hr = np.ascontiguousarray(upscale_luma(luma), dtype=np.float32)
+    weights = imageops.bicubic_phase_weights(scale).astype(np.float32)
+    origin = imageops.bicubic_phase_origin(scale)
+    top32 = np.float32(top)
+    # c is the luma offset (full range) or 0: it is subtracted again on the way out.
+    with _KERNEL_LOCK:
+        if out[0].size < PARALLEL_MIN_PIXELS:  # as in upscale_pixels: no pool wake-up
+            _luma_rows(hr, c, gain, top32, out[0], 0, out[0].shape[0])
+            for plane, target in zip(planes[1:], out[1:], strict=True):
+                _chroma_rows(plane, weights, origin, top32, target, 0, target.shape[0])
+        else:
+            chroma = planes[1:] or [y[:1, :1]] * 2  # placeholders, unread, for a gray frame
+            targets = out[1:] or [out[0][:1, :1]] * 2
+            bands = min(out[0].shape[0], numba.get_num_threads() * _BANDS_PER_THREAD)
+            _planes_out(
+                hr, c, gain, top32, chroma[0], chroma[1], len(planes) - 1, weights, origin,
+                out[0], targets[0], targets[1], bands,
+            )  # fmt: skip
+    return out
