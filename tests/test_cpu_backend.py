@@ -212,9 +212,13 @@ def test_the_kernel_cache_is_keyed_by_install(tmp_path: Path, monkeypatch) -> No
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     ours, theirs = cpu.cache_dir(), cpu.cache_dir(tmp_path / "other-venv" / "srcnn_fast")
     assert ours != theirs and ours.parent == theirs.parent == tmp_path
+    indexes = ("cpu._forward-470.py311.nbi", "cpu_pixels._pack-126.py311.nbi")
     (theirs / "sub").mkdir(parents=True)
-    (theirs / "sub" / "cpu._forward-470.py311.nbi").touch()
+    for index in indexes:
+        (theirs / "sub" / index).touch()
     assert not cpu.is_cached(), "another install's index was taken for this one's"
     (ours / "sub").mkdir(parents=True)
-    (ours / "sub" / "cpu._forward-470.py311.nbi").touch()
+    (ours / "sub" / indexes[0]).touch()
+    assert not cpu.is_cached(), "the pixel kernels are not compiled yet"
+    (ours / "sub" / indexes[1]).touch()
     assert cpu.is_cached()

@@ -70,11 +70,7 @@ pass. Border *rows* need nothing special: a whole row shares its row class.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import sys
-import threading
-from pathlib import Path
 from typing import NamedTuple
 
 import numba
@@ -87,6 +83,8 @@ from ..model import SRCNNWeights
 from ..polyphase import axis_geometry, fold_conv1, phase_window_starts, window_size
 from ..tiling import round_up
 from .bf16 import CENTRE, DEFAULT_LAYERS, centred_bias, round_bf16
+from .cpu_pixels import upscale_pixels
+from .numba_cache import KERNEL_LOCK, cache_dir, cache_here, cache_restore
 from .plans import PlanCache
 from .simd import (
     W,
@@ -116,33 +114,9 @@ VECTORS, CHANNELS = 2, (8 if W >= 16 else 4)
 PIXELS = VECTORS * W
 
 
-def cache_dir(install: Path | None = None) -> Path:
-    """Per-user folder for the compiled kernels (so a read-only site-packages works).
-
-    Under ``NUMBA_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/srcnn-fast`` (``~/.cache/...``),
-    one sub-folder per vector width, per version of the kernel sources and per install (the
-    package folder, ``install``: this one by default). Numba only notices edits to the module
-    that defines a function, so a changed ``simd.py`` or ``polyphase.py`` must not meet machine
-    code compiled from the old one; and Numba keys its index files by the source file's path,
-    so another install's files (a second venv with the same sources) would make
-    :func:`is_cached` say yes while this install still compiles for ~10 s.
-    """
-    root = os.environ.get("NUMBA_CACHE_DIR")
-    if not root:
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        root = os.path.join(base, "srcnn-fast")
-    here = Path(__file__).resolve().parent
-    sources = [here / "cpu.py", here / "simd.py", here.parent / "polyphase.py"]
-    version = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
-    install = (install or here.parent).resolve()
-    where = hashlib.sha256(os.fsencode(install)).hexdigest()[:8]
-    return Path(root) / f"numba-w{W}-{version}-{where}"
-
-
 # Numba fixes a function's cache location when it is decorated; point it at our folder only
 # while this module's kernels are defined (restored at the end of the module).
-_saved_cache_dir = numba.config.CACHE_DIR
-numba.config.CACHE_DIR = str(cache_dir())
+_saved_cache_dir = cache_here()
 
 
 #: Numeric precisions of this backend (see "bfloat16" in the module docstring).
@@ -599,7 +573,7 @@ def _centre_and_pair(lr, pairs, centre):
     pairs[n - 1] = bits[n - 1] >> 16
 
 
-numba.config.CACHE_DIR = _saved_cache_dir
+cache_restore(_saved_cache_dir)
 
 
 #: Scratch dtype of a layer's input, by values per lane: float32, or uint32 bf16 pairs.
@@ -638,14 +612,11 @@ def _tap_offsets(scale: int, f3: int, ring_plane: int, ring_pad: int) -> np.ndar
 
 
 def is_cached() -> bool:
-    """Whether the fused kernel was compiled for this machine before (its index file exists)."""
-    return any(cache_dir().rglob("*_forward*.nbi"))
-
-
-#: Numba's default (workqueue) threading layer aborts on concurrent parallel calls, and a
-#: backend's scratch buffers are shared by its calls: one kernel runs at a time per process
-#: (it already uses every core, so this costs no throughput).
-_KERNEL_LOCK = threading.Lock()
+    """Whether the fused kernel and the pixel kernels around it were compiled for this machine
+    before (their index files exist; one index holds every signature compiled so far, so a
+    first image of another dtype can still compile the pixel kernels silently, ~2 s)."""
+    folder = cache_dir()
+    return any(folder.rglob("*_forward*.nbi")) and any(folder.rglob("cpu_pixels.*.nbi"))
 
 
 class CpuBackend:
@@ -809,7 +780,7 @@ class CpuBackend:
             )
         CpuBackend._announced = True
         out = np.empty((h * self.scale, w * self.scale), np.float32)
-        with _KERNEL_LOCK:
+        with KERNEL_LOCK:
             geometry, scratch = self._plan(h, w)
             _pad_lr(luma, geometry.lr, geometry.lr_stride, geometry.lr_pad)
             if self.net.pair1 == 2:
@@ -830,6 +801,4 @@ class CpuBackend:
         """(H, W[, C]) packed pixels -> the upscaled pixels: ``imageops.upscale_image`` with
         bicubic alpha, its colour, chroma bicubic and packing fused into parallel kernels
         around the network (:mod:`.cpu_pixels`)."""
-        from .cpu_pixels import upscale_pixels  # here: cpu_pixels imports this module
-
-        return upscale_pixels(image, self.weights.scale, self.upscale_luma, _KERNEL_LOCK)
+        return upscale_pixels(image, self.weights.scale, self.upscale_luma, KERNEL_LOCK)

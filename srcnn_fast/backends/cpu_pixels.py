@@ -39,7 +39,7 @@ from numba.extending import intrinsic
 
 from .. import imageops
 from ..errors import ImageError
-from .cpu import _KERNEL_LOCK, cache_dir
+from .numba_cache import KERNEL_LOCK, cache_here, cache_restore
 
 #: Output pixels below which the kernels run on the calling thread.
 PARALLEL_MIN_PIXELS = 1 << 16
@@ -47,10 +47,9 @@ PARALLEL_MIN_PIXELS = 1 << 16
 #: enough that each band's row buffer is allocated rarely.
 _BANDS_PER_THREAD = 4
 
-# Cache the kernels beside the cpu backend's (see cpu.cache_dir): Numba fixes a function's cache
-# folder when it is decorated, so point it there only while this module defines them.
-_saved_cache_dir = numba.config.CACHE_DIR
-numba.config.CACHE_DIR = str(cache_dir())
+# Cache the kernels beside the cpu backend's (numba_cache.cache_dir), only while this module
+# defines them.
+_saved_cache_dir = cache_here()
 
 
 @intrinsic
@@ -294,7 +293,7 @@ def _planes_out(
             _chroma_rows(v, phase_weights, phase_origin, top, v_out, c0, c1)
 
 
-numba.config.CACHE_DIR = _saved_cache_dir
+cache_restore(_saved_cache_dir)
 
 _RGB_TO_YCC = imageops.RGB_TO_YCBCR.astype(np.float32)
 _YCC_TO_RGB = imageops.YCBCR_TO_RGB.astype(np.float32)
@@ -378,7 +377,7 @@ def upscale_planes(
     origin = imageops.bicubic_phase_origin(scale)
     top32 = np.float32(top)
     # c is the luma offset (full range) or 0: it is subtracted again on the way out.
-    with _KERNEL_LOCK:
+    with KERNEL_LOCK:
         if out[0].size < PARALLEL_MIN_PIXELS:  # as in upscale_pixels: no pool wake-up
             _luma_rows(hr, c, gain, top32, out[0], 0, out[0].shape[0])
             for plane, target in zip(planes[1:], out[1:], strict=True):
