@@ -20,6 +20,7 @@ from . import __version__
 from .backends import BACKEND_NAMES
 from .batch import DEFAULT_MAX_PIXELS
 from .errors import SrcnnError, UsageError
+from .jpeg import DEGRADATIONS, JPEG_AUTO_THRESHOLD
 from .train import TrainConfig
 from .train.config import Check, about
 
@@ -37,6 +38,13 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def _jpeg_quality(text: str) -> int:
+    value = _positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"a JPEG quality is 1..100: {text!r}")
     return value
 
 
@@ -80,6 +88,15 @@ def _check_shipped_scale(args: argparse.Namespace) -> None:
         )
 
 
+def _check_weights_for(args: argparse.Namespace) -> None:
+    """--weights-for chooses among the shipped weights: with -w it has nothing to choose."""
+    if args.weights is not None and args.weights_for != "auto":
+        raise UsageError(
+            f"--weights-for {args.weights_for} chooses among the shipped weights; with -w FILE, "
+            "that file serves every input"
+        )
+
+
 def cmd_upscale(args: argparse.Namespace) -> int:
     from .batch import check_output_option, collect_jobs, run_jobs
     from .infer import Upscaler
@@ -90,8 +107,15 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         _error("--ray-workers needs --ray")
         return EXIT_USAGE
     _check_shipped_scale(args)
+    _check_weights_for(args)
     upscaler = Upscaler(
-        _scale(args), args.weights, args.backend, args.precision, alpha=args.alpha, tile=args.tile
+        _scale(args),
+        args.weights,
+        args.backend,
+        args.precision,
+        alpha=args.alpha,
+        tile=args.tile,
+        degradation=args.weights_for,
     )
     jobs, problems = collect_jobs(args.inputs, upscaler.scale, args.output, args.recursive)
     for problem in problems:
@@ -103,7 +127,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     progress = None if not args.quiet else False
 
     def done(job) -> None:
-        if not args.quiet and not sys.stderr.isatty():
+        if args.verbose:  # the choice "auto" made for this file, and why
+            print(f"{job.source} -> {job.target}: {upscaler.weights_for(job.source)}")
+        elif not args.quiet and not sys.stderr.isatty():
             print(f"{job.source} -> {job.target}")
 
     summary = run_jobs(
@@ -200,7 +226,7 @@ def _value_parser(kind: type, check: Check | None) -> Callable[[str], Any]:
 def _shown(value: Any) -> str:
     """A default as the command line would give it."""
     if isinstance(value, tuple):
-        return " ".join(f"{v:g}" for v in value)
+        return " ".join(f"{v:g}" for v in value) or "none"
     return str(value)
 
 
@@ -294,9 +320,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .infer import Upscaler
 
     _check_shipped_scale(args)
-    upscaler = Upscaler(_scale(args), args.weights, args.backend, args.precision)
+    _check_weights_for(args)
+    upscaler = Upscaler(
+        _scale(args), args.weights, args.backend, args.precision, degradation=args.weights_for
+    )
     methods = {"bicubic": bicubic_upscaler(upscaler.scale), "SRCNN": upscaler}
-    result = evaluate(args.data, upscaler.scale, methods, keep_images=bool(args.figure))
+    result = evaluate(
+        args.data,
+        upscaler.scale,
+        methods,
+        keep_images=bool(args.figure),
+        jpeg_quality=args.jpeg,
+    )
     print(result.table())
     if args.figure:
         from .figure import comparison_figure
@@ -363,6 +398,14 @@ def build_parser() -> argparse.ArgumentParser:
             default="fp32",
             help="fp16: the CUDA backend's tensor-core mode (default fp32)",
         )
+        p.add_argument(
+            "--weights-for",
+            choices=DEGRADATIONS,
+            default="auto",
+            help="which shipped weights: auto (default: the JPEG-aware ones for a JPEG file of "
+            f"quality <= {JPEG_AUTO_THRESHOLD} where a scale has them, else the clean ones), "
+            "clean or jpeg",
+        )
 
     p = sub.add_parser("upscale", help="upscale image files, folders or globs")
     p.add_argument("inputs", nargs="+", metavar="IN", help="image files, folders or globs")
@@ -424,6 +467,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --ray: the number of workers (default: one per GPU, else one per CPU)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="for each file, also which weights it got and why",
+    )
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("convert", help="convert Keras weights to srcnn-fast's raw format")
@@ -453,6 +502,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--figure",
         metavar="PNG",
         help="also write side-by-side crops (bicubic / SRCNN / ground truth)",
+    )
+    p.add_argument(
+        "--jpeg",
+        type=_jpeg_quality,
+        metavar="Q",
+        help="score JPEG inputs: each LR image saved as a JPEG by Pillow at quality Q (1..100) "
+        "first, and decoded as upscale decodes files",
     )
     p.set_defaults(func=cmd_eval)
     return parser
