@@ -40,8 +40,13 @@ def main() -> None:
     parser.add_argument("--weights", help="folder of srcnn_x{2,3,4}[_jpeg].npz (default: shipped)")
     parser.add_argument("--jpeg", action="store_true", help="the JPEG-input table")
     parser.add_argument("--scales", type=int, nargs="+", default=[2, 3, 4])
+    parser.add_argument(
+        "--figure", metavar="PNG", help="with --jpeg: write the README's crops (Set5 x2, q=50) only"
+    )
     args = parser.parse_args()
-    if args.jpeg:
+    if args.figure:
+        jpeg_figure(args)
+    elif args.jpeg:
         jpeg_table(args)
     else:
         clean_table(args)
@@ -113,6 +118,35 @@ def jpeg_table(args: argparse.Namespace) -> None:
                 f"| {gains.get('jpeg', '-')} | {gains['auto']} | {per_set} |",
                 flush=True,
             )
+
+
+def jpeg_figure(args: argparse.Namespace, scale: int = 2, quality: int = 50) -> None:
+    """Crops of Set5 at ``scale`` from JPEGs of ``quality``: the input (enlarged by
+    nearest neighbour), bicubic, the clean and the JPEG-aware weights, the ground truth."""
+    from srcnn_fast.figure import comparison_figure
+
+    jpeg_path = _weights(args, scale, "_jpeg")
+    if jpeg_path is None:
+        raise SystemExit(f"no JPEG-aware weights for x{scale}")
+    shown_input = f"JPEG q={quality} input"
+    methods = {
+        shown_input: lambda lr: np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1),
+        "bicubic": bicubic_upscaler(scale),
+        "clean weights": Upscaler(scale, _weights(args, scale), args.backend),
+        "JPEG-aware": Upscaler(scale, jpeg_path, args.backend),
+    }
+    result = evaluate(
+        Path(args.data) / "Set5", scale, methods, keep_images=True, jpeg_quality=quality
+    )
+    path = comparison_figure(
+        result,
+        args.figure,
+        methods=(*methods, "ground truth"),
+        crop=64,
+        max_images=3,
+        window=("bicubic", "JPEG-aware"),
+    )
+    print(f"figure: {path}")
 
 
 def _gain(results: list[EvalResult], method: str) -> float:
