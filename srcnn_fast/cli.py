@@ -345,7 +345,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .backends import BACKEND_NAMES, available_backends, backend_details, explain_auto
-    from .infer import SHIPPED_SCALES, shipped_weights_path
+    from .infer import SHIPPED_SCALES, shipped_jpeg_weights_path, shipped_weights_path
     from .model import SRCNNWeights
 
     print(f"srcnn-fast {__version__}")
@@ -357,10 +357,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     chosen, why = explain_auto()
     print(f"auto -> {chosen}: {why}; override with --backend or SRCNN_FAST_BACKEND")
     for scale in SHIPPED_SCALES:
-        weights = SRCNNWeights.load(shipped_weights_path(scale))
-        val = weights.provenance.get("val_psnr_db")
-        trained = f", validation {val:.2f} dB" if isinstance(val, float) else ""
-        print(f"weights x{scale}: SRCNN {weights.arch.name}{trained} ({weights.source})")
+        jpeg = shipped_jpeg_weights_path(scale)
+        for kind, path in (("", shipped_weights_path(scale)), (" for JPEG inputs", jpeg)):
+            if path is None:
+                continue
+            weights = SRCNNWeights.load(path)
+            val = weights.provenance.get("val_psnr_db")
+            trained = f", validation {val:.2f} dB" if isinstance(val, float) else ""
+            print(f"weights x{scale}{kind}: SRCNN {weights.arch.name}{trained} ({weights.source})")
     return EXIT_OK
 
 
