@@ -54,11 +54,13 @@ def main() -> None:
 
 def _weights(args: argparse.Namespace, scale: int, suffix: str = "") -> Path | None:
     if args.weights:
-        return Path(args.weights) / f"srcnn_x{scale}{suffix}.npz"
-    if suffix:
+        path = Path(args.weights) / f"srcnn_x{scale}{suffix}.npz"
+    elif suffix:
         path = shipped_weights_path(scale, "jpeg")
-        return path if path.is_file() else None
-    return None
+    else:
+        return None
+    # A scale without JPEG-aware weights: its JPEG-aware column is empty, auto is clean.
+    return path if path.is_file() or not suffix else None
 
 
 def clean_table(args: argparse.Namespace) -> None:
