@@ -102,6 +102,10 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from .infer import Upscaler
 
     if args.ray is not None:
+        if args.weights_for != "auto":
+            # The Ray workers run one set of weights (srcnn_fast.distributed): say so, rather
+            # than run other weights than asked.
+            raise UsageError(f"--weights-for {args.weights_for} is not supported with --ray")
         return _upscale_on_ray(args)
     if args.ray_workers is not None:
         _error("--ray-workers needs --ray")

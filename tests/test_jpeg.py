@@ -186,6 +186,8 @@ def test_upscale_verbose_says_which_weights_and_why(
     assert "JPEG-aware" not in capsys.readouterr().out
     assert main([*argv, "-o", str(tmp_path / "o3"), "--weights-for", "jpeg", "-w", "x.npz"]) == 2
     assert "--weights-for jpeg chooses among the shipped weights" in capsys.readouterr().err
+    assert main([*argv, "--weights-for", "jpeg", "--ray"]) == 2
+    assert "--weights-for jpeg is not supported with --ray" in capsys.readouterr().err
 
 
 # --- eval --jpeg -----------------------------------------------------------------------------
