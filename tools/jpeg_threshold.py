@@ -35,14 +35,25 @@ def holdout_pairs(data: Path, names: list[str], scale: int, folder: Path) -> Non
         write_image(folder / f"{stem}_LR.png", matlab_downscale(hr, scale))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def holdout_parser(doc: str) -> argparse.ArgumentParser:
+    """The options the hold-out tools share (this one and jpeg_video_probe)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     here = Path(__file__).resolve().parents[2]
     parser.add_argument("--data", default=str(here / "shared/data/T91"))
     parser.add_argument("--scale", type=int, default=2)
     parser.add_argument("--jpeg-weights", help="default: the shipped srcnn_xS_jpeg.npz")
-    parser.add_argument("--clean-weights", help="default: the shipped srcnn_xS.npz")
     parser.add_argument("--backend", default="cpu")
+    return parser
+
+
+def holdout_names(jpeg_path: str | Path) -> list[str]:
+    """The T91 images the JPEG-aware weights held out (their provenance's ``val_images``)."""
+    return SRCNNWeights.load(jpeg_path).provenance["val_images"]
+
+
+def main() -> None:
+    parser = holdout_parser(__doc__)
+    parser.add_argument("--clean-weights", help="default: the shipped srcnn_xS.npz")
     parser.add_argument(
         "--qualities", type=int, nargs="+", default=[30, 50, 60, 70, 75, 80, 85, 90, 95]
     )
@@ -50,7 +61,7 @@ def main() -> None:
     scale = args.scale
     jpeg_path = args.jpeg_weights or shipped_weights_path(scale, "jpeg")
     clean_path = args.clean_weights or shipped_weights_path(scale)
-    names = SRCNNWeights.load(jpeg_path).provenance["val_images"]
+    names = holdout_names(jpeg_path)
     clean_seen = set(SRCNNWeights.load(clean_path).provenance.get("train_images", ()))
     if clean_seen & set(names):
         raise SystemExit(

@@ -14,17 +14,16 @@ the mean PSNR gains per CRF.
 
 from __future__ import annotations
 
-import argparse
 import io
 from pathlib import Path
 
 import numpy as np
+from jpeg_threshold import holdout_names, holdout_parser  # tools/, beside this script
 
 from srcnn_fast.evaluate import bicubic_upscaler, crop_border, luma_255, psnr
 from srcnn_fast.imagefile import read_image
 from srcnn_fast.imageops import matlab_downscale
 from srcnn_fast.infer import Upscaler, shipped_weights_path
-from srcnn_fast.model import SRCNNWeights
 
 
 def clip_frames(hr: np.ndarray, scale: int, frames: int) -> list[np.ndarray]:
@@ -54,18 +53,13 @@ def h264_roundtrip(frames: list[np.ndarray], crf: int) -> list[np.ndarray]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    here = Path(__file__).resolve().parents[2]
-    parser.add_argument("--data", default=str(here / "shared/data/T91"))
-    parser.add_argument("--scale", type=int, default=2)
-    parser.add_argument("--jpeg-weights", help="default: the shipped srcnn_xS_jpeg.npz")
-    parser.add_argument("--backend", default="cpu")
+    parser = holdout_parser(__doc__)
     parser.add_argument("--crf", type=int, nargs="+", default=[18, 23, 28, 33])
     parser.add_argument("--frames", type=int, default=12)
     args = parser.parse_args()
     scale = args.scale
     jpeg_path = args.jpeg_weights or shipped_weights_path(scale, "jpeg")
-    names = SRCNNWeights.load(jpeg_path).provenance["val_images"]
+    names = holdout_names(jpeg_path)
     up = Upscaler(scale, backend=args.backend, jpeg_weights=jpeg_path)
     bicubic = bicubic_upscaler(scale)
     print(f"T91 hold-out x{scale}, {len(names)} clips of {args.frames} frames, libx264")
