@@ -46,6 +46,7 @@ __all__ = [
     "SHIPPED_SCALES",
     "Upscaler",
     "WeightsChoice",
+    "shipped_jpeg_weights_path",
     "shipped_weights_path",
     "upscale",
 ]
@@ -108,7 +109,7 @@ class WeightsChoice:
 
     #: "clean" or "jpeg": which shipped weights; "given": the upscaler's own (``weights=``).
     weights: str
-    #: Why, in words: "JPEG quality 60 <= 85", "PNG (lossless)", "--weights-for jpeg" ...
+    #: Why, in words: "JPEG quality 60 <= 85", "PNG, not a JPEG", "asked for jpeg" ...
     reason: str
 
     def __str__(self) -> str:
