@@ -20,7 +20,7 @@ from . import __version__
 from .backends import BACKEND_NAMES
 from .batch import DEFAULT_MAX_PIXELS
 from .errors import SrcnnError, UsageError
-from .jpeg import DEGRADATIONS, JPEG_AUTO_THRESHOLD
+from .jpeg import DEGRADATIONS, JPEG_AUTO_THRESHOLDS
 from .train import TrainConfig
 from .train.config import Check, about
 
@@ -46,6 +46,11 @@ def _jpeg_quality(text: str) -> int:
     if value > 100:
         raise argparse.ArgumentTypeError(f"a JPEG quality is 1..100: {text!r}")
     return value
+
+
+def _thresholds() -> str:
+    """The auto thresholds as help text: "85 at x2, 85 at x3, 80 at x4"."""
+    return ", ".join(f"{q} at x{s}" for s, q in sorted(JPEG_AUTO_THRESHOLDS.items()))
 
 
 def _non_negative_int(text: str) -> int:
@@ -411,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
             choices=DEGRADATIONS,
             default="auto",
             help="which shipped weights: auto (default: the JPEG-aware ones for a JPEG file of "
-            f"quality <= {JPEG_AUTO_THRESHOLD} where a scale has them, else the clean ones), "
+            f"quality <= {_thresholds()}, else the clean ones), "
             "clean or jpeg",
         )
 

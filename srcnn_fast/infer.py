@@ -18,7 +18,8 @@ JPEG inputs: with the shipped weights, a scale that also ships JPEG-aware weight
 (``srcnn_x{S}_jpeg.npz``, trained on JPEG-compressed LR images) has two sets, and
 ``degradation=`` picks between them ("auto", "clean" or "jpeg"; per call too). "auto" uses the
 JPEG-aware weights for a JPEG file (``source=``) whose estimated quality
-(:func:`srcnn_fast.jpeg.estimate_quality`) is at most :data:`JPEG_AUTO_THRESHOLD`, and the clean
+(:func:`srcnn_fast.jpeg.estimate_quality`) is at most the scale's threshold
+(:func:`srcnn_fast.jpeg.auto_threshold`: 85, at x4 80), and the clean
 ones for everything else: lossless files, higher qualities and bare arrays, whose history it
 cannot know (a caller that does, e.g. frames from a video decoder, passes ``degradation=``).
 """
@@ -37,12 +38,11 @@ import numpy as np
 from . import imageops, tiling
 from .backends import BACKEND_ENV, create_backend
 from .errors import ImageError, WeightsError
-from .jpeg import DEGRADATIONS, JPEG_AUTO_THRESHOLD
+from .jpeg import DEGRADATIONS, auto_threshold
 from .model import SRCNNWeights
 
 __all__ = [
     "DEGRADATIONS",
-    "JPEG_AUTO_THRESHOLD",
     "SHIPPED_SCALES",
     "Upscaler",
     "WeightsChoice",
@@ -257,9 +257,10 @@ class Upscaler:
         quality = None if source is None else estimate_quality(source)
         if quality is None:
             return WeightsChoice("clean", f"{_source_kind(source)}, not a JPEG")
-        if quality <= JPEG_AUTO_THRESHOLD:
-            return WeightsChoice("jpeg", f"JPEG quality {quality} <= {JPEG_AUTO_THRESHOLD}")
-        return WeightsChoice("clean", f"JPEG quality {quality} > {JPEG_AUTO_THRESHOLD}")
+        threshold = auto_threshold(self.scale)
+        if quality <= threshold:
+            return WeightsChoice("jpeg", f"JPEG quality {quality} <= {threshold}")
+        return WeightsChoice("clean", f"JPEG quality {quality} > {threshold}")
 
     @property
     def backend_name(self) -> str:

@@ -19,9 +19,18 @@ import numpy as np
 #: What an input went through, for the choice of weights (:class:`srcnn_fast.infer.Upscaler`):
 #: "auto" decides per file, "clean" and "jpeg" force a choice.
 DEGRADATIONS = ("auto", "clean", "jpeg")
-#: "auto" uses the JPEG-aware weights for JPEG files of this estimated quality or lower: the
-#: highest quality at which they beat the clean weights on the T91 hold-out (docs/training.md).
+#: "auto" uses the JPEG-aware weights for JPEG files of this estimated quality or lower, by
+#: scale: the highest quality up to which they beat the clean weights on the T91 hold-out
+#: (tools/jpeg_threshold.py, docs/training.md).
+JPEG_AUTO_THRESHOLDS = {2: 85, 3: 85, 4: 80}
+#: The threshold of a scale not measured (JPEG-aware weights of one's own, ``jpeg_weights=``).
 JPEG_AUTO_THRESHOLD = 85
+
+
+def auto_threshold(scale: int) -> int:
+    """The highest estimated JPEG quality for which "auto" picks the JPEG-aware weights."""
+    return JPEG_AUTO_THRESHOLDS.get(scale, JPEG_AUTO_THRESHOLD)
+
 
 #: The IJG standard luminance quantisation table (quality 50), in natural (row-major) order.
 STD_LUMA_TABLE = np.array(

@@ -129,15 +129,15 @@ def test_auto_keeps_clean_weights_for_png_and_high_quality_jpeg(
     photo: np.ndarray, tmp_path: Path, jpeg_weights: Path
 ) -> None:
     from srcnn_fast.infer import Upscaler
-    from srcnn_fast.jpeg import JPEG_AUTO_THRESHOLD
+    from srcnn_fast.jpeg import auto_threshold
 
     files = _files(tmp_path, photo)
     up = Upscaler(2, backend="reference")
     assert up.has_jpeg_weights
     png, q95, q50 = (up.weights_for(files[k]) for k in ("png", "q95", "q50"))
     assert (png.weights, png.reason) == ("clean", "PNG, not a JPEG")
-    assert (q95.weights, q95.reason) == ("clean", f"JPEG quality 95 > {JPEG_AUTO_THRESHOLD}")
-    assert (q50.weights, q50.reason) == ("jpeg", f"JPEG quality 50 <= {JPEG_AUTO_THRESHOLD}")
+    assert (q95.weights, q95.reason) == ("clean", f"JPEG quality 95 > {auto_threshold(2)}")
+    assert (q50.weights, q50.reason) == ("jpeg", f"JPEG quality 50 <= {auto_threshold(2)}")
     assert up.weights_for().weights == "clean", "a bare array has no history: clean weights"
     # The outputs follow the choice: clean for the PNG and q=95, the other weights for q=50.
     clean_out = up(photo)

@@ -1,6 +1,6 @@
 """Measure the quality below which the JPEG-aware weights beat the clean ones, on the T91
 hold-out (the images neither set of weights trained on; never Set5/Set14): the evidence for
-``srcnn_fast.jpeg.JPEG_AUTO_THRESHOLD``.
+``srcnn_fast.jpeg.JPEG_AUTO_THRESHOLDS``.
 
     python tools/jpeg_threshold.py --jpeg-weights runs/jpeg/srcnn_x2_jpeg.npz [--scale 2]
         [--data ../shared/data/T91] [--qualities 50 60 70 80 85 90 95]

@@ -9,7 +9,7 @@
 # (--init), on LR images JPEG-compressed by Pillow at a quality drawn uniformly from 30..90 in
 # steps of 5 (6 copies of each training image and downscale, each at its own quality; the
 # hold-out scored at all 13): below the quality where `auto` switches to the clean weights
-# (srcnn_fast.jpeg.JPEG_AUTO_THRESHOLD), so none of their capacity goes to clean inputs. Adam
+# (srcnn_fast.jpeg.auto_threshold: 80-85), so none of their capacity goes to clean inputs. Adam
 # 3e-4 decaying (cosine) to 1e-5 over 50 epochs of 1,300 batches of 16 48x48 sub-images:
 # 65 minutes on 2 quiet cores for one scale, ~75-80 minutes on busy ones (x2, measured).
 set -euo pipefail
