@@ -20,6 +20,7 @@ from . import __version__
 from .backends import BACKEND_NAMES, PRECISIONS
 from .batch import DEFAULT_MAX_PIXELS
 from .errors import SrcnnError, UsageError
+from .jpeg import DEGRADATIONS, JPEG_AUTO_THRESHOLDS
 from .train import TrainConfig
 from .train.config import Check, about
 
@@ -38,6 +39,18 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
     return value
+
+
+def _jpeg_quality(text: str) -> int:
+    value = _positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"a JPEG quality is 1..100: {text!r}")
+    return value
+
+
+def _thresholds() -> str:
+    """The auto thresholds as help text: "85 at x2, 85 at x3, 80 at x4"."""
+    return ", ".join(f"{q} at x{s}" for s, q in sorted(JPEG_AUTO_THRESHOLDS.items()))
 
 
 def _non_negative_int(text: str) -> int:
@@ -98,6 +111,15 @@ def _check_flags_for(args: argparse.Namespace, videos: list[Path]) -> None:
             raise UsageError(f"{flag} applies to video inputs only, and none was given")
 
 
+def _check_weights_for(args: argparse.Namespace) -> None:
+    """--weights-for chooses among the shipped weights: with -w it has nothing to choose."""
+    if args.weights is not None and args.weights_for != "auto":
+        raise UsageError(
+            f"--weights-for {args.weights_for} chooses among the shipped weights; with -w FILE, "
+            "that file serves every input"
+        )
+
+
 def cmd_upscale(args: argparse.Namespace) -> int:
     from .batch import run_jobs
     from .imagefile import IMAGE_EXTENSIONS
@@ -109,13 +131,24 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         for name in args.inputs:
             if is_media(name):
                 raise UsageError(f"{name}: --ray applies to images only, not to video")
+        if args.weights_for != "auto":
+            # The Ray workers run one set of weights (srcnn_fast.distributed): say so, rather
+            # than run other weights than asked.
+            raise UsageError(f"--weights-for {args.weights_for} is not supported with --ray")
         return _upscale_on_ray(args)
     if args.ray_workers is not None:
         _error("--ray-workers needs --ray")
         return EXIT_USAGE
     _check_shipped_scale(args)
+    _check_weights_for(args)
     upscaler = Upscaler(
-        _scale(args), args.weights, args.backend, args.precision, alpha=args.alpha, tile=args.tile
+        _scale(args),
+        args.weights,
+        args.backend,
+        args.precision,
+        alpha=args.alpha,
+        tile=args.tile,
+        degradation=args.weights_for,
     )
     # Folders and globs take videos too; a file named on its own is a video (or other media,
     # which the video path refuses in one line) when FFmpeg reads it as one.
@@ -141,7 +174,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         return EXIT_FAILED if video_failed else EXIT_OK
 
     def done(job) -> None:
-        if not args.quiet and not sys.stderr.isatty():
+        if args.verbose:  # the choice "auto" made for this file, and why
+            print(f"{job.source} -> {job.target}: {upscaler.weights_for(job.source)}")
+        elif not args.quiet and not sys.stderr.isatty():
             print(f"{job.source} -> {job.target}")
 
     summary = run_jobs(
@@ -284,7 +319,7 @@ def _value_parser(kind: type, check: Check | None) -> Callable[[str], Any]:
 def _shown(value: Any) -> str:
     """A default as the command line would give it."""
     if isinstance(value, tuple):
-        return " ".join(f"{v:g}" for v in value)
+        return " ".join(f"{v:g}" for v in value) or "none"
     return str(value)
 
 
@@ -378,9 +413,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .infer import Upscaler
 
     _check_shipped_scale(args)
-    upscaler = Upscaler(_scale(args), args.weights, args.backend, args.precision)
+    _check_weights_for(args)
+    upscaler = Upscaler(
+        _scale(args), args.weights, args.backend, args.precision, degradation=args.weights_for
+    )
     methods = {"bicubic": bicubic_upscaler(upscaler.scale), "SRCNN": upscaler}
-    result = evaluate(args.data, upscaler.scale, methods, keep_images=bool(args.figure))
+    result = evaluate(
+        args.data,
+        upscaler.scale,
+        methods,
+        keep_images=bool(args.figure),
+        jpeg_quality=args.jpeg,
+    )
     print(result.table())
     if args.figure:
         from .figure import comparison_figure
@@ -394,7 +438,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .backends import BACKEND_NAMES, available_backends, backend_details, explain_auto
-    from .infer import SHIPPED_SCALES, shipped_weights_path
+    from .infer import SHIPPED_SCALES, shipped_jpeg_weights_path, shipped_weights_path
     from .model import SRCNNWeights
 
     print(f"srcnn-fast {__version__}")
@@ -406,10 +450,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     chosen, why = explain_auto()
     print(f"auto -> {chosen}: {why}; override with --backend or SRCNN_FAST_BACKEND")
     for scale in SHIPPED_SCALES:
-        weights = SRCNNWeights.load(shipped_weights_path(scale))
-        val = weights.provenance.get("val_psnr_db")
-        trained = f", validation {val:.2f} dB" if isinstance(val, float) else ""
-        print(f"weights x{scale}: SRCNN {weights.arch.name}{trained} ({weights.source})")
+        jpeg = shipped_jpeg_weights_path(scale)
+        for kind, path in (("", shipped_weights_path(scale)), (" for JPEG inputs", jpeg)):
+            if path is None:
+                continue
+            weights = SRCNNWeights.load(path)
+            val = weights.provenance.get("val_psnr_db")
+            trained = f", validation {val:.2f} dB" if isinstance(val, float) else ""
+            print(f"weights x{scale}{kind}: SRCNN {weights.arch.name}{trained} ({weights.source})")
     return EXIT_OK
 
 
@@ -447,6 +495,14 @@ def build_parser() -> argparse.ArgumentParser:
             default="fp32",
             help="fp16: the CUDA backend's tensor-core mode; bf16: the cpu backend's AVX512_BF16 "
             "mode (default fp32)",
+        )
+        p.add_argument(
+            "--weights-for",
+            choices=DEGRADATIONS,
+            default="auto",
+            help="which shipped weights: auto (default: the JPEG-aware ones for a JPEG file of "
+            f"quality <= {_thresholds()}, else the clean ones), "
+            "clean or jpeg",
         )
 
     p = sub.add_parser("upscale", help="upscale image files, folders or globs, and videos")
@@ -530,6 +586,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="encoder speed preset (default: medium for libx264/libx265, 8 for SVT-AV1)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="for each file, also which weights it got and why",
+    )
     p.set_defaults(func=cmd_upscale)
 
     p = sub.add_parser("convert", help="convert Keras weights to srcnn-fast's raw format")
@@ -559,6 +621,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--figure",
         metavar="PNG",
         help="also write side-by-side crops (bicubic / SRCNN / ground truth)",
+    )
+    p.add_argument(
+        "--jpeg",
+        type=_jpeg_quality,
+        metavar="Q",
+        help="score JPEG inputs: each LR image saved as a JPEG by Pillow at quality Q (1..100) "
+        "first, and decoded as upscale decodes files",
     )
     p.set_defaults(func=cmd_eval)
     return parser

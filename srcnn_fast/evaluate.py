@@ -4,6 +4,10 @@ Protocol (``../shared/data/README.md``): upscale ``img_NNN_LR.png`` by S, round 
 8 bits, convert both it and ``img_NNN_HR.png`` to BT.601 luma in [16, 235], crop S pixels from
 every border, PSNR = 10 log10(255^2 / MSE), averaged over the set. SSIM is Wang et al.'s (11x11
 Gaussian window, sigma 1.5, K1 = 0.01, K2 = 0.03), over the same cropped luma.
+
+JPEG inputs (``jpeg_quality``): each LR image is first saved as a JPEG by Pillow at that quality
+and decoded as ``upscale`` decodes files; an :class:`~srcnn_fast.infer.Upscaler` also gets the
+JPEG file's bytes, so that its "auto" choice sees what it would see on that file.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import numpy as np
 
 from . import imageops
 from .errors import DataError
-from .imagefile import read_image
+from .imagefile import decode_image, read_image
+from .infer import Upscaler
+from .jpeg import jpeg_bytes
 
 ImageUpscaler = Callable[[np.ndarray], np.ndarray]
 
@@ -121,6 +127,8 @@ class EvalResult:
     dataset: str
     scale: int
     rows: list[EvalRow]
+    #: The quality the LR images were JPEG-compressed at; None: the clean LR files.
+    jpeg_quality: int | None = None
 
     def mean(self, method: str) -> Scores:
         return Scores(
@@ -135,7 +143,8 @@ class EvalResult:
         """Per-image and mean PSNR (dB) / SSIM, one column pair per method."""
         methods = self.methods()
         width = max([len(r.name) for r in self.rows] + [4])
-        head = f"{self.dataset} x{self.scale}".ljust(width) + "".join(
+        jpeg = "" if self.jpeg_quality is None else f" JPEG q={self.jpeg_quality}"
+        head = f"{self.dataset} x{self.scale}{jpeg}".ljust(width) + "".join(
             f" | {m + ' PSNR':>13} {'SSIM':>6}" for m in methods
         )
         lines = [head, "-" * len(head)]
@@ -167,14 +176,20 @@ def evaluate(
     scale: int,
     methods: dict[str, ImageUpscaler],
     keep_images: bool = False,
+    jpeg_quality: int | None = None,
 ) -> EvalResult:
-    """Score every method on every pair of the folder (keeping the outputs if asked)."""
+    """Score every method on every pair of the folder (keeping the outputs if asked), on the
+    LR files or, with ``jpeg_quality``, on JPEGs of them (see the module docstring)."""
     rows = []
     for pair in find_pairs(folder, scale):
         lr, hr = read_image(pair.lr), read_image(pair.hr)
+        source: Path | bytes = pair.lr
+        if jpeg_quality is not None:
+            source = jpeg_bytes(lr, jpeg_quality)
+            lr = decode_image(source, f"{pair.lr} as JPEG q={jpeg_quality}")[0]
         row = EvalRow(pair.name)
         for method, run in methods.items():
-            out = run(lr)
+            out = run(lr, source=source) if isinstance(run, Upscaler) else run(lr)
             if out.shape != hr.shape:
                 raise DataError(
                     f"{pair.lr}: upscaled to {out.shape}, but {pair.hr.name} is {hr.shape}"
@@ -185,4 +200,4 @@ def evaluate(
         if keep_images:
             row.images["ground truth"] = hr
         rows.append(row)
-    return EvalResult(Path(folder).name, scale, rows)
+    return EvalResult(Path(folder).name, scale, rows, jpeg_quality)

@@ -46,15 +46,18 @@ def comparison_figure(
     crop: int = 72,
     zoom: int = 3,
     max_images: int = 5,
+    window: tuple[str, str] | None = None,
 ) -> Path:
-    """Write a PNG grid: one row per image, one column per method (cropped and enlarged)."""
+    """Write a PNG grid: one row per image, one column per method (cropped and enlarged).
+    Each crop is where the two methods of ``window`` differ most (default: the first two)."""
     import cv2
 
     from .imagefile import write_image
 
     rows = []
     for row in result.rows[:max_images]:
-        y, x = best_window(row.images[methods[1]], row.images[methods[0]], crop)
+        first, second = window or (methods[0], methods[1])
+        y, x = best_window(row.images[second], row.images[first], crop)
         tiles = []
         for method in methods:
             image = _as_rgb8(row.images[method])[y : y + crop, x : x + crop]

@@ -17,6 +17,15 @@ that a file writer never holds it whole.
 Video frames go through :meth:`Upscaler.upscale_planes` as YUV planes (SRCNN on Y as decoded,
 chroma bicubic at its own size, no RGB round trip), and :meth:`Upscaler.stream` upscales an
 iterable of frames or planes with decoding, upscaling and consuming overlapped.
+
+JPEG inputs: with the shipped weights, a scale that also ships JPEG-aware weights
+(``srcnn_x{S}_jpeg.npz``, trained on JPEG-compressed LR images) has two sets, and
+``degradation=`` picks between them ("auto", "clean" or "jpeg"; per call too). "auto" uses the
+JPEG-aware weights for a JPEG file (``source=``) whose estimated quality
+(:func:`srcnn_fast.jpeg.estimate_quality`) is at most the scale's threshold
+(:func:`srcnn_fast.jpeg.auto_threshold`: 85, at x4 80), and the clean
+ones for everything else: lossless files, higher qualities and bare arrays, whose history it
+cannot know (a caller that does, e.g. frames from a video decoder, passes ``degradation=``).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -32,14 +42,25 @@ import numpy as np
 from . import imageops, pipeline, tiling
 from .backends import BACKEND_ENV, create_backend
 from .errors import ImageError, WeightsError
+from .jpeg import DEGRADATIONS, auto_threshold
 from .model import SRCNNWeights
 
-__all__ = ["SHIPPED_SCALES", "Upscaler", "load_weights", "shipped_weights_path", "upscale"]
+__all__ = [
+    "DEGRADATIONS",
+    "SHIPPED_SCALES",
+    "Upscaler",
+    "WeightsChoice",
+    "load_weights",
+    "shipped_jpeg_weights_path",
+    "shipped_weights_path",
+    "upscale",
+]
 
 SHIPPED_SCALES = (2, 3, 4)
 DEFAULT_SCALE = 2
 
 WeightsLike = SRCNNWeights | str | os.PathLike[str] | None
+SourceLike = str | os.PathLike[str] | bytes | None
 
 #: Working memory per output pixel, in bytes, of the widest step of the pipeline (float32
 #: planes for luma, chroma, alpha and their conversions; measured peak for RGBA: ~60).
@@ -65,14 +86,57 @@ def available_memory() -> int:
         return 2 << 30
 
 
-def shipped_weights_path(scale: int) -> Path:
-    """Path of the weights file shipped inside the package for ``scale``."""
+def shipped_weights_path(scale: int, degradation: str = "clean") -> Path:
+    """Path of the weights file shipped inside the package for ``scale``: the clean ones, or
+    with ``degradation="jpeg"`` the JPEG-aware ones (which may not exist for every scale:
+    :func:`shipped_jpeg_weights_path`)."""
     if scale not in SHIPPED_SCALES:
         shipped = ", ".join(map(str, SHIPPED_SCALES))
         raise WeightsError(
             f"no shipped weights for scale {scale} (shipped: {shipped}); pass weights=FILE"
         )
-    return Path(str(resources.files("srcnn_fast") / "weights" / f"srcnn_x{scale}.npz"))
+    suffix = "_jpeg" if degradation == "jpeg" else ""
+    return Path(str(resources.files("srcnn_fast") / "weights" / f"srcnn_x{scale}{suffix}.npz"))
+
+
+def shipped_jpeg_weights_path(scale: int) -> Path | None:
+    """The shipped JPEG-aware weights for ``scale``, or None where there are none (yet): a
+    scale gains them by the file alone."""
+    if scale not in SHIPPED_SCALES:
+        return None
+    path = shipped_weights_path(scale, "jpeg")
+    return path if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class WeightsChoice:
+    """Which weights an input gets, and why (``upscale -v`` prints it)."""
+
+    #: "clean" or "jpeg": which shipped weights; "given": the upscaler's own (``weights=``).
+    weights: str
+    #: Why, in words: "JPEG quality 60 <= 85", "PNG, not a JPEG", "asked for jpeg" ...
+    reason: str
+
+    def __str__(self) -> str:
+        kind = {"jpeg": "JPEG-aware weights", "clean": "clean weights"}.get(self.weights)
+        return f"{kind} ({self.reason})" if kind else f"the weights given ({self.reason})"
+
+
+def _check_degradation(degradation: object) -> str:
+    if degradation not in DEGRADATIONS:
+        raise ImageError(
+            f"degradation must be one of {', '.join(DEGRADATIONS)}, not {degradation!r}"
+        )
+    return str(degradation)
+
+
+def _source_kind(source: SourceLike) -> str:
+    """A file's kind for a message: its extension, upper case ("PNG"), or "an array"."""
+    if source is None:
+        return "an array"
+    if isinstance(source, bytes):
+        return "a non-JPEG file"
+    return (Path(source).suffix.lstrip(".").upper() or "a non-JPEG file").replace("JPG", "JPEG")
 
 
 def load_weights(weights: WeightsLike, scale: int | None) -> SRCNNWeights:
@@ -131,6 +195,10 @@ class Upscaler:
     ``alpha``: "bicubic" (default) or "network" (alpha through the network as a gray plane).
     ``tile``: LR tile side for large images; None picks one from free memory when the image
     needs it, 0 never tiles.
+    ``degradation``: "auto" (default), "clean" or "jpeg": which weights each input gets (see
+    the module docstring). ``jpeg_weights``: the JPEG-aware weights paired with ``weights``
+    (default: the shipped ones of the scale, when ``weights`` is the shipped default too;
+    with ``weights=`` given alone, those serve every input).
     """
 
     def __init__(
@@ -141,7 +209,10 @@ class Upscaler:
         precision: str = "fp32",
         alpha: str = "bicubic",
         tile: int | None = None,
+        degradation: str = "auto",
+        jpeg_weights: WeightsLike = None,
     ) -> None:
+        self.degradation = _check_degradation(degradation)
         if scale is not None and (
             not isinstance(scale, (int, np.integer)) or isinstance(scale, bool) or scale < 1
         ):
@@ -161,31 +232,103 @@ class Upscaler:
             [(f - 1) // 2 for f in (arch.f1, arch.f2, arch.f3)], self.scale
         )
         self.backend = create_backend(backend, self.weights, precision)
+        # The JPEG-aware pair (the shipped file, or jpeg_weights), its backend built on first use.
+        self._user_weights = weights is not None and jpeg_weights is None
+        self._jpeg_weights: WeightsLike = jpeg_weights
+        if jpeg_weights is None and weights is None:
+            self._jpeg_weights = shipped_jpeg_weights_path(self.scale)
+        self._jpeg_backend = None
+        self._backend_options = (backend, precision)
+        self._jpeg_lock = threading.Lock()
+
+    @property
+    def has_jpeg_weights(self) -> bool:
+        """Whether there are JPEG-aware weights to choose (shipped, or ``jpeg_weights``)."""
+        return self._jpeg_weights is not None
+
+    def weights_for(
+        self, source: SourceLike = None, degradation: str | None = None
+    ) -> WeightsChoice:
+        """The weights an input gets, and why. ``source``: the file the pixels came from (a
+        path or its bytes), whose JPEG quantisation tables "auto" reads; ``degradation``:
+        this input's hint, replacing the upscaler's own."""
+        wanted = self.degradation if degradation is None else _check_degradation(degradation)
+        if self._user_weights:
+            return WeightsChoice("given", str(self.weights.source))
+        if wanted == "clean":
+            return WeightsChoice("clean", "asked for clean")
+        if self._jpeg_weights is None:
+            return WeightsChoice("clean", f"no JPEG-aware weights for x{self.scale} yet")
+        if wanted != "auto":
+            return WeightsChoice(wanted, f"asked for {wanted}")
+        from .jpeg import estimate_quality  # Pillow, only when a file is asked about
+
+        quality = None if source is None else estimate_quality(source)
+        if quality is None:
+            return WeightsChoice("clean", f"{_source_kind(source)}, not a JPEG")
+        threshold = auto_threshold(self.scale)
+        if quality <= threshold:
+            return WeightsChoice("jpeg", f"JPEG quality {quality} <= {threshold}")
+        return WeightsChoice("clean", f"JPEG quality {quality} > {threshold}")
 
     @property
     def backend_name(self) -> str:
         return self.backend.name
 
-    def __call__(self, image: np.ndarray, tile: int | None = None) -> np.ndarray:
-        """Upscale one image (tiled when it is large; see ``tile`` in the class docstring)."""
+    def __call__(
+        self,
+        image: np.ndarray,
+        tile: int | None = None,
+        degradation: str | None = None,
+        source: SourceLike = None,
+    ) -> np.ndarray:
+        """Upscale one image (tiled when it is large; see ``tile`` in the class docstring).
+        ``degradation`` and ``source``: this input's hint and file (:meth:`weights_for`)."""
         image = check_image(image)
+        backend = self._backend_for(self.weights_for(source, degradation))
         tile = self.tile_size(image, tile)
         if tile == 0:
-            return self._upscale_whole(image)
+            return self._upscale_whole(image, backend)
         out = np.empty(self.output_shape(image), image.dtype)
-        for rows, band in self._bands(image, tile):
+        for rows, band in self._bands(image, tile, backend):
             out[rows] = band
         return out
 
-    def upscale_bands(self, image: np.ndarray, tile: int | None = None) -> Iterator[np.ndarray]:
+    def upscale_bands(
+        self,
+        image: np.ndarray,
+        tile: int | None = None,
+        degradation: str | None = None,
+        source: SourceLike = None,
+    ) -> Iterator[np.ndarray]:
         """The upscaled image as consecutive bands of rows, computed one band at a time."""
         image = check_image(image)
+        backend = self._backend_for(self.weights_for(source, degradation))
         tile = self.tile_size(image, tile)
         if tile == 0:
-            yield self._upscale_whole(image)
+            yield self._upscale_whole(image, backend)
             return
-        for _, band in self._bands(image, tile):
+        for _, band in self._bands(image, tile, backend):
             yield band
+
+    def _backend_for(self, choice: WeightsChoice):
+        """The backend that runs ``choice``'s weights (the JPEG-aware one built once, on first
+        use, with the same backend and precision: the same architecture runs anywhere)."""
+        if choice.weights != "jpeg":
+            return self.backend
+        with self._jpeg_lock:
+            if self._jpeg_backend is None:
+                jpeg_weights = load_weights(self._jpeg_weights, self.scale)
+                if (jpeg_weights.arch, jpeg_weights.scale) != (self.weights.arch, self.scale):
+                    # The tiling halo and every backend were sized for the clean weights.
+                    raise WeightsError(
+                        f"{jpeg_weights.source}: {jpeg_weights.arch.name} x{jpeg_weights.scale}, "
+                        f"but the clean weights are {self.weights.arch.name} x{self.scale}"
+                    )
+                self._jpeg_backend = create_backend(
+                    self._backend_options[0], jpeg_weights, self._backend_options[1]
+                )
+            return self._jpeg_backend
 
     def output_shape(self, image: np.ndarray) -> tuple[int, ...]:
         return (image.shape[0] * self.scale, image.shape[1] * self.scale, *image.shape[2:])
@@ -208,24 +351,24 @@ class Upscaler:
             tile = max(side - 2 * self.halo, MIN_AUTO_TILE)
         return 0 if tile >= max(image.shape[:2]) else int(tile)
 
-    def _bands(self, image: np.ndarray, tile: int) -> Iterator[tuple[slice, np.ndarray]]:
+    def _bands(self, image: np.ndarray, tile: int, backend) -> Iterator[tuple[slice, np.ndarray]]:
         height, width = image.shape[:2]
         for rows, tiles in tiling.tile_bands(height, width, tile, self.halo, self.scale):
             band = np.empty(
                 (rows.stop - rows.start, width * self.scale, *image.shape[2:]), image.dtype
             )
             for t in tiles:
-                band[t.target] = self._upscale_whole(image[t.source])[t.keep]
+                band[t.target] = self._upscale_whole(image[t.source], backend)[t.keep]
             yield rows, band
 
-    def _upscale_whole(self, image: np.ndarray) -> np.ndarray:
+    def _upscale_whole(self, image: np.ndarray, backend) -> np.ndarray:
         has_alpha = image.ndim == 3 and image.shape[2] in (2, 4)
-        whole_pipeline = getattr(self.backend, "upscale_pixels", None)
+        whole_pipeline = getattr(backend, "upscale_pixels", None)
         if whole_pipeline is not None and not (has_alpha and self.alpha == "network"):
             return whole_pipeline(image)
         if not isinstance(image, np.ndarray):
             raise ImageError(f"the {self.backend_name} backend takes numpy arrays, not GPU arrays")
-        return imageops.upscale_image(image, self.scale, self.backend.upscale_luma, self.alpha)
+        return imageops.upscale_image(image, self.scale, backend.upscale_luma, self.alpha)
 
     def upscale_planes(
         self,

@@ -312,8 +312,8 @@ def test_ctrl_c_mid_write_leaves_no_partial_file(
 
     real_bands = Upscaler.upscale_bands
 
-    def interrupted(self, image, tile=None):
-        bands = real_bands(self, image, tile)
+    def interrupted(self, image, tile=None, **hints):
+        bands = real_bands(self, image, tile, **hints)
         yield next(bands)
         raise KeyboardInterrupt
 

@@ -151,7 +151,7 @@ def test_decoding_and_encoding_overlap_compute(
         def tile_size(self, image, tile=None) -> int:
             return 0
 
-        def __call__(self, image):
+        def __call__(self, image, **hints):
             i, self.calls = self.calls, self.calls + 1
             started["compute", i].set()
             if i + 1 < n:
@@ -180,11 +180,11 @@ def test_an_output_that_appears_mid_run_is_not_replaced(
     write_image(source, np.full((6, 7, 3), 90, np.uint8))
 
     class Racing(Upscaler):
-        def __call__(self, image, tile=None):
+        def __call__(self, image, tile=None, **hints):
             target.write_bytes(b"someone else's")
             return super().__call__(image, tile)
 
-        def upscale_bands(self, image, tile=None):
+        def upscale_bands(self, image, tile=None, **hints):
             target.write_bytes(b"someone else's")
             yield from super().upscale_bands(image, tile)
 
@@ -218,7 +218,7 @@ def test_memory_and_os_errors_fail_one_file_only(
         def tile_size(self, image, tile=None) -> int:
             return 0
 
-        def __call__(self, image):
+        def __call__(self, image, **hints):
             self.calls += 1
             if self.calls == 1:
                 raise error

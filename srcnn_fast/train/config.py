@@ -34,6 +34,10 @@ class Check:
 
 #: Counts (epochs, batches, pixels, the scale).
 AT_LEAST_ONE = Check(lambda value: value >= 1, "must be at least 1")
+#: A JPEG quality as Pillow takes it.
+JPEG_QUALITY = Check(lambda value: 1 <= value <= 100, "a JPEG quality must be in 1..100")
+#: A share of something, 0..1.
+SHARE = Check(lambda value: 0.0 <= value <= 1.0, "must be in [0, 1]")
 #: A factor by which an HR image is shrunk for augmentation; 1 is the image itself.
 DOWNSCALE_FACTOR = Check(lambda value: 0.0 < value <= 1.0, "a downscale factor must be in (0, 1]")
 
@@ -115,6 +119,27 @@ class TrainConfig:
         "resize: the same antialiased kernel, another pass order and border; what the weights "
         "before matlab used)",
         choices=DOWNSCALERS,
+    )
+    jpeg_qualities: tuple[int, ...] = _field(
+        (),
+        "train for JPEG inputs: each LR image, as 8-bit RGB, saved as a JPEG by Pillow at one of "
+        "these qualities (drawn uniformly, one per copy: see --jpeg-copies) and decoded before "
+        "its luma is upscaled; the hold-out images are scored at every one of them (none: clean "
+        "LR images)",
+        flags=("--jpeg",),
+        check=JPEG_QUALITY,
+    )
+    jpeg_copies: int = _field(
+        4,
+        "with --jpeg, the compressed copies made of each training image (each at its own "
+        "quality), made once when the data is loaded so drawing sub-images stays fast",
+        check=AT_LEAST_ONE,
+    )
+    jpeg_clean_share: float = _field(
+        0.0,
+        "with --jpeg, the share of copies left uncompressed (the hold-out adds clean LR images "
+        "when it is above 0)",
+        check=SHARE,
     )
     val_fraction: float = _field(0.1, "share of the images held out for validation")
     seed: int = _field(

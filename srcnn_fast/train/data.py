@@ -1,5 +1,6 @@
 """Training data: each HR image made into the (bicubic-upscaled LR luma, HR luma) pair that
-inference would see, the hold-out split, and random augmented sub-images of the pairs.
+inference would see, the hold-out split, and random augmented sub-images of the pairs;
+with ``--jpeg``, LR images JPEG-compressed as a user's photos are.
 
 Each pair is made exactly as inference sees images: the HR image (cropped to a multiple of the
 scale) is downscaled (:data:`~srcnn_fast.train.config.DOWNSCALERS`) to 8 bits, converted to luma
@@ -9,6 +10,7 @@ and upscaled with :func:`srcnn_fast.imageops.bicubic_upscale`.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import numpy as np
 from .. import imageops
 from ..errors import DataError
 from ..imagefile import IMAGE_EXTENSIONS, read_image
+from ..jpeg import jpeg_roundtrip
 from .config import DOWNSCALERS, TrainConfig
 
 
@@ -30,13 +33,19 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
     return files
 
 
-def make_training_pair(
-    hr: np.ndarray, scale: int, downscaler: str = "matlab"
-) -> tuple[np.ndarray, np.ndarray]:
-    """HR image (uint8/uint16, gray or RGB[A]) -> (bicubic-upscaled LR luma, HR luma), float32.
+def make_training_pairs(
+    hr: np.ndarray,
+    scale: int,
+    downscaler: str = "matlab",
+    jpeg_qualities: Sequence[int | None] = (None,),
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """HR image (uint8/uint16, gray or RGB[A]) -> one (bicubic-upscaled LR luma, HR luma) pair,
+    float32, per entry of ``jpeg_qualities``, all sharing the one HR luma array.
 
     The LR image is the HR image downscaled by ``downscaler`` (see :attr:`TrainConfig.downscaler`)
-    to 8 bits, as a saved file would be; both are then converted to luma like inference does.
+    to 8 bits, as a saved file would be; an entry q makes it a JPEG of quality q
+    (:func:`srcnn_fast.jpeg.jpeg_roundtrip`), None leaves it clean; each is then converted to
+    luma like inference does.
     """
     if downscaler not in DOWNSCALERS:
         raise DataError(f"unknown downscaler {downscaler!r}: choose {' or '.join(DOWNSCALERS)}")
@@ -57,7 +66,41 @@ def make_training_pair(
     def luma(image: np.ndarray) -> np.ndarray:
         return imageops.image_luma(imageops.to_float(image))
 
-    return imageops.bicubic_upscale(luma(lr), scale), luma(hr)
+    hr_luma = luma(hr)
+    return [
+        (imageops.bicubic_upscale(luma(lr if q is None else jpeg_roundtrip(lr, q)), scale), hr_luma)
+        for q in jpeg_qualities
+    ]
+
+
+def make_training_pair(
+    hr: np.ndarray, scale: int, downscaler: str = "matlab", jpeg_quality: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """One pair of :func:`make_training_pairs`: LR clean, or a JPEG of ``jpeg_quality``."""
+    return make_training_pairs(hr, scale, downscaler, (jpeg_quality,))[0]
+
+
+def training_degradations(config: TrainConfig, rng: np.random.Generator) -> list[int | None]:
+    """The JPEG qualities (None: clean) of one training image's copies: one clean copy without
+    ``--jpeg``; else ``jpeg_copies`` draws, each clean with ``jpeg_clean_share``'s probability,
+    else a quality drawn uniformly from ``jpeg_qualities``."""
+    if not config.jpeg_qualities:
+        return [None]
+    return [
+        None
+        if rng.random() < config.jpeg_clean_share
+        else int(config.jpeg_qualities[rng.integers(len(config.jpeg_qualities))])
+        for _ in range(config.jpeg_copies)
+    ]
+
+
+def validation_degradations(config: TrainConfig) -> list[int | None]:
+    """The JPEG qualities (None: clean) every hold-out image is scored at: all of them, so the
+    validation PSNR does not depend on a draw; clean too when training sees clean copies."""
+    if not config.jpeg_qualities:
+        return [None]
+    clean: list[int | None] = [None] if config.jpeg_clean_share > 0 else []
+    return clean + sorted(set(config.jpeg_qualities))
 
 
 def dihedral(x: np.ndarray, k: int) -> np.ndarray:
@@ -131,6 +174,7 @@ def load_dataset(config: TrainConfig) -> Dataset:
     n_val = round(len(files) * config.val_fraction) if len(files) > 1 else 0
     val_index = set(rng.choice(len(files), size=n_val, replace=False).tolist())
     factors = config.downscales if config.augment else (1.0,)
+    val_qualities = validation_degradations(config)
     planes, val = [], []
     train_files, val_files = [], []
     for i, path in enumerate(files):
@@ -138,13 +182,18 @@ def load_dataset(config: TrainConfig) -> Dataset:
         if image.ndim == 3:
             image = image[..., :3]
         if i in val_index:
-            val.append(make_training_pair(image, config.scale, config.downscaler))
+            val.extend(make_training_pairs(image, config.scale, config.downscaler, val_qualities))
             val_files.append(path.name)
             continue
-        planes.extend(
-            make_training_pair(_downscaled(image, f), config.scale, config.downscaler)
-            for f in factors
-        )
+        # Each image's draws from its own generator: the same copies whatever the split.
+        draws = np.random.default_rng([config.seed, i])
+        for f in factors:
+            qualities = training_degradations(config, draws)
+            planes.extend(
+                make_training_pairs(
+                    _downscaled(image, f), config.scale, config.downscaler, qualities
+                )
+            )
         train_files.append(path.name)
     sampler = PatchSampler(planes, config.patch, config.arch.radius)
     return Dataset(sampler, val, train_files, val_files)

@@ -45,6 +45,9 @@ _RECIPE_DEFAULTS: dict[str, Any] = {
     "centre_hidden": False,
     "identity_init": False,
     "downscaler": "pillow",
+    "jpeg_qualities": [],
+    "jpeg_copies": 4,
+    "jpeg_clean_share": 0.0,
 }
 
 

@@ -1,0 +1,106 @@
+"""JPEG inputs: the quality a JPEG file was written at, read from its own quantisation tables,
+and the compression that training applies to LR images.
+
+Nearly every encoder (libjpeg, libjpeg-turbo and so Pillow, OpenCV, ImageMagick, most cameras'
+and phones' "quality" settings) scales the IJG standard luminance table (ITU T.81, K.1) by
+libjpeg's rule: ``scale = 5000 / q`` below 50, ``200 - 2 q`` from 50, each entry
+``clip((std * scale + 50) // 100, 1, 255)``. :func:`estimate_quality` finds the q whose table is
+nearest (least squares) to the file's: exact for files those encoders wrote, the nearest
+equivalent for others (a table of another design gets the q with the same overall coarseness).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+
+#: What an input went through, for the choice of weights (:class:`srcnn_fast.infer.Upscaler`):
+#: "auto" decides per file, "clean" and "jpeg" force a choice.
+DEGRADATIONS = ("auto", "clean", "jpeg")
+#: "auto" uses the JPEG-aware weights for JPEG files of this estimated quality or lower, by
+#: scale: the highest quality up to which they beat the clean weights on the T91 hold-out
+#: (tools/jpeg_threshold.py, docs/training.md).
+JPEG_AUTO_THRESHOLDS = {2: 85, 3: 85, 4: 80}
+#: The threshold of a scale not measured (JPEG-aware weights of one's own, ``jpeg_weights=``).
+JPEG_AUTO_THRESHOLD = 85
+
+
+def auto_threshold(scale: int) -> int:
+    """The highest estimated JPEG quality for which "auto" picks the JPEG-aware weights."""
+    return JPEG_AUTO_THRESHOLDS.get(scale, JPEG_AUTO_THRESHOLD)
+
+
+#: The IJG standard luminance quantisation table (quality 50), in natural (row-major) order.
+STD_LUMA_TABLE = np.array(
+    [
+        [16, 11, 10, 16, 24, 40, 51, 61],
+        [12, 12, 14, 19, 26, 58, 60, 55],
+        [14, 13, 16, 24, 40, 57, 69, 56],
+        [14, 17, 22, 29, 51, 87, 80, 62],
+        [18, 22, 37, 56, 68, 109, 103, 77],
+        [24, 35, 55, 64, 81, 104, 113, 92],
+        [49, 64, 78, 87, 103, 121, 120, 101],
+        [72, 92, 95, 98, 112, 100, 103, 99],
+    ],
+    np.int64,
+)
+
+#: The qualities 1..100 whose scaled tables :func:`estimate_quality` compares against.
+QUALITIES = np.arange(1, 101)
+
+
+def scaled_luma_table(quality: int) -> np.ndarray:
+    """libjpeg's luminance table at ``quality`` (1..100), natural order, baseline (<= 255)."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip((STD_LUMA_TABLE * scale + 50) // 100, 1, 255)
+
+
+_TABLES = np.stack([scaled_luma_table(int(q)) for q in QUALITIES]).reshape(len(QUALITIES), 64)
+
+
+def quality_from_table(table: np.ndarray) -> int:
+    """The libjpeg quality whose luminance table is nearest (least squares) to ``table``
+    (64 entries, natural order); ties go to the higher quality, as several high qualities
+    share a table of all ones."""
+    entries = np.asarray(table, np.int64).reshape(64)
+    errors = ((_TABLES - entries) ** 2).sum(axis=1)
+    best = np.flatnonzero(errors == errors.min())
+    return int(QUALITIES[best[-1]])
+
+
+def estimate_quality(source: str | os.PathLike[str] | bytes) -> int | None:
+    """The quality (1..100) a JPEG file was written at, from its luminance quantisation table;
+    None for anything that is not a JPEG (PNG, WebP, TIFF ...: lossless or not this kind of
+    loss), or a JPEG without tables Pillow can read. ``source``: a path or the file's bytes.
+    Reads the header only, never the pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        with Image.open(stream) as image:
+            tables = getattr(image, "quantization", None) if image.format == "JPEG" else None
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+    if not tables or 0 not in tables:
+        return None
+    # Pillow (since 8.3) gives the tables in natural order, as the file's zigzag is undone.
+    return quality_from_table(np.asarray(tables[0], np.int64))
+
+
+def jpeg_bytes(image: np.ndarray, quality: int) -> bytes:
+    """An 8-bit RGB or gray image as the bytes of a JPEG file written by Pillow at
+    ``quality`` (its defaults otherwise: 4:2:0 chroma for colour, as most photos are)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, "JPEG", quality=int(quality))
+    return buffer.getvalue()
+
+
+def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:
+    """:func:`jpeg_bytes`, then decoded as inference decodes files."""
+    from .imagefile import decode_image
+
+    return decode_image(jpeg_bytes(image, quality), f"<JPEG q={quality}>")[0]
