@@ -443,16 +443,12 @@ def _transcode(
             out.set_chapters(chapters)
         for stream in container.streams.video:
             stream.thread_type = "AUTO"  # frame threads: decode keeps up on every core
-        network_threads, encoder_threads = _thread_split(upscaler, overlap)
-        if encoder_threads is not None:
-            for video in videos.values():
-                video.stream.codec_context.thread_count = encoder_threads
 
         total = sum(v.frames_expected for v in videos.values()) or None
         bar = _progress_bar(progress, total, src)
         items = pipelined(
             _demux(av, container, videos, copied),
-            lambda item: _upscale_item(upscaler, item, network_threads),
+            lambda item: _upscale_item(upscaler, item),
             depth=depth,
             times=summary.times,
             overlap=overlap,
@@ -581,33 +577,14 @@ def _decode(video: _VideoOut, packet: Any, errors: tuple) -> Iterator[tuple]:
         )
 
 
-def _thread_split(upscaler: Upscaler, overlap: bool) -> tuple[int | None, int | None]:
-    """(Numba threads of the upscale stage, encoder threads); None: the library's default.
-
-    Overlapped on the cpu backend, the network and the encoder share the cores: half each
-    (the network gets the odd one). With both on every core (Numba's pool plus x264's
-    1.5 threads per core) a 2-core machine ran the pipeline at 0.5-1.0x the serial loop;
-    split, 1.3x (docs/video.md, "Speed"). One after another, each stage takes every core.
-    """
-    if not overlap or upscaler.backend_name != "cpu":
-        return None, None
-    import numba
-
-    cores = numba.config.NUMBA_NUM_THREADS
-    encoder = max(1, cores // 2)
-    return max(1, cores - encoder), encoder
-
-
-def _upscale_item(upscaler: Upscaler, item: tuple, threads: int | None = None) -> tuple:
+def _upscale_item(upscaler: Upscaler, item: tuple) -> tuple:
     """The upscale stage: frames through the network, written straight into the planes of
-    the frame the encoder takes; packets passed on untouched. ``threads``: Numba threads
-    for this stage's thread (Numba's setting is per calling thread)."""
+    the frame the encoder takes; packets passed on untouched. Every stage keeps its library's
+    thread count (all cores): on a quiet 2-core machine that ran the pipeline at 1.13x the
+    serial loop, where giving the network and x264 one core each ran it at 0.84x
+    (docs/video.md, "Speed")."""
     if item[0] == "packet":
         return item
-    if threads is not None:
-        import numba
-
-        numba.set_num_threads(threads)
     _, index, planes, layout, pts, time_base, first = item
     height, width = planes[0].shape
     frame, out = _output_frame(layout, width * upscaler.scale, height * upscaler.scale)

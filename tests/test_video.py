@@ -568,20 +568,3 @@ def test_cli_folder_mixing_images_and_videos(tmp_path, tiny):
     assert len(read_clip(out / "sub" / "noext_x2")["frames"]) == 2
     again = cli("upscale", str(tree), "-r", "-w", weights, "-o", f"{out}/", "--skip-existing")
     assert again.returncode == 0, again.stderr
-
-
-def test_overlapped_cpu_run_splits_the_cores_between_network_and_encoder(tiny):
-    """Overlapped on the cpu backend, the network and the encoder get half the cores each
-    (an oversubscribed 2-core machine ran slower than the serial loop); one after another,
-    or on another backend, every stage keeps its library default (every core)."""
-    import numba
-
-    from srcnn_fast.video import _thread_split
-
-    cpu = Upscaler(weights=tiny(2), backend="cpu")
-    network, encoder = _thread_split(cpu, overlap=True)
-    assert network + encoder == max(2, numba.config.NUMBA_NUM_THREADS)
-    assert network >= encoder >= 1
-    assert _thread_split(cpu, overlap=False) == (None, None)
-    ref = Upscaler(weights=tiny(2), backend="reference")
-    assert _thread_split(ref, overlap=True) == (None, None)
