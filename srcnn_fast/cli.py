@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import re
 import sys
 import typing
@@ -151,16 +152,16 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         degradation=args.weights_for,
     )
     # Folders and globs take videos too; a file named on its own is a video (or other media,
-    # which the video path refuses in one line) when FFmpeg reads it as one.
+    # which the video path refuses in one line) when FFmpeg reads it as one. Each file is
+    # probed once: the planner's answer is reused to split the jobs.
+    media = functools.cache(is_media)
     every, problems = collect_jobs(
-        args.inputs, upscaler.scale, args.output, args.recursive, also=is_media
+        args.inputs, upscaler.scale, args.output, args.recursive, also=media
     )
-    video_jobs = [
-        job
-        for job in every
-        if job.source.suffix.lower() not in IMAGE_EXTENSIONS and is_media(job.source)
-    ]
-    jobs = [job for job in every if job not in video_jobs]
+    jobs, video_jobs = [], []
+    for job in every:
+        is_video = job.source.suffix.lower() not in IMAGE_EXTENSIONS and media(job.source)
+        (video_jobs if is_video else jobs).append(job)
     _check_flags_for(args, [job.source for job in video_jobs])
     for problem in problems:
         _error(problem)
