@@ -60,8 +60,11 @@ conv1 pairs adjacent window columns (tj, tj + 1), conv2 and the products pair ad
 input channels, so the register blocks, the sparse
 blocks (listing live channel *pairs*) and the ring are unchanged and the accumulators stay
 float32. The LR input is centred first (x - 0.5, conv1's bias adjusted: exact), which halves
-its rounding error. The rounding points and a NumPy emulation of them:
-``srcnn_fast.backends.bf16``. Border columns use the same rounded values in float32.
+its rounding error, and so are conv1's and conv2's outputs where they are stored as bf16
+(each channel minus its mid-grey value, the next layer's bias adjusted; a pair of channels
+with a non-zero centre is always listed as live, since its centred zeros are not zero). The
+rounding points and a NumPy emulation of them: ``srcnn_fast.backends.bf16``. Border columns
+use the same rounded values in float32.
 
 Border columns (HR X < r1 or X >= sW - r1) have their own folded filters (conv1's edge-
 replicate padding); they are recomputed per pixel, vectorised over channels, after the main
@@ -82,7 +85,14 @@ from ..errors import BackendError
 from ..model import SRCNNWeights
 from ..polyphase import axis_geometry, fold_conv1, phase_window_starts, window_size
 from ..tiling import round_up
-from .bf16 import CENTRE, DEFAULT_LAYERS, centred_bias, round_bf16
+from .bf16 import (
+    CENTRE,
+    activation_centres,
+    centred_bias,
+    centred_biases,
+    default_layers,
+    round_bf16,
+)
 from .cpu_pixels import upscale_pixels
 from .numba_cache import KERNEL_LOCK, cache_dir, cache_here, cache_restore
 from .plans import PlanCache
@@ -121,11 +131,6 @@ _saved_cache_dir = cache_here()
 
 #: Numeric precisions of this backend (see "bfloat16" in the module docstring).
 PRECISIONS = ("fp32", "bf16")
-#: The layers that ``precision="bf16"`` runs in bf16 (the others stay float32): "conv1" (LR
-#: input and folded weights), "conv2" (conv1's output and w2), "conv3" (conv2's output and
-#: w3, in the tap products): ``bf16.LAYERS``. Each costs PSNR and saves time differently:
-#: docs/performance.md.
-BF16_LAYERS = DEFAULT_LAYERS
 
 
 class _Net(NamedTuple):
@@ -145,12 +150,18 @@ class _Net(NamedTuple):
     w3: np.ndarray  # [n2p][nkp]: conv3 as a matrix from channels to taps
     b3: np.float32
     # Values per 32-bit lane of the inputs of conv1, conv2 and conv3's products: 1 (float32)
-    # or 2 (bf16 pairs): see BF16_LAYERS.
+    # or 2 (bf16 pairs): see ``bf16_layers``.
     pair1: int
     pair2: int
     pair3: int
     w2_fast: np.ndarray  # w2, or its [n1p / 2][n2p] uint32 pairs of input channels
     w3_fast: np.ndarray  # w3, or its [n2p / 2][nkp] uint32 pairs of input channels
+    # Minus the centres of conv1's and conv2's outputs where they are stored as bf16 (else 0),
+    # and per channel pair 1.0 where either centre is non-zero (the pair is always live).
+    neg_c1: np.ndarray
+    live_c1: np.ndarray
+    neg_c2: np.ndarray
+    live_c2: np.ndarray
 
 
 class _Geometry(NamedTuple):
@@ -273,41 +284,44 @@ def _fma_2x4(x, i, weights, k, acc):
 _zero_block, _fma_block = (_zero_2x8, _fma_2x8) if CHANNELS == 8 else (_zero_2x4, _fma_2x4)
 
 
-def _store_block(out, cb, acc, bias, relu, live, count):
+def _store_block(out, cb, acc, bias, relu, live, count, neg_centre, live_floor):
     """Channels cb..cb+CHANNELS-1 of the block into ``out`` ([channel][PIXELS]).
 
     With ``relu``, stored as max(acc + bias, 0) (the layer's bias and ReLU, applied on the
     way out), and each channel that is non-zero on some pixel of the block is appended to
     ``live`` (from index ``count``; returns the new count): the next layer sums over those
     only (see "sparse blocks" in the module docstring). One compare per channel, no branch.
-    A uint32 ``out`` ([channel pair][PIXELS]) gets bf16 pairs of channels, and ``live`` the
-    pairs with a non-zero value (:func:`_store_pairs`; Numba picks by ``out``'s type).
+    A uint32 ``out`` ([channel pair][PIXELS]) gets bf16 pairs of channels centred by adding
+    ``neg_centre``, and ``live`` the pairs with a non-zero value or a ``live_floor`` of 1
+    (:func:`_store_pairs`; Numba picks by ``out``'s type). float32 channels are not centred.
     """
     raise NotImplementedError("compiled only: see _store_block_for")
 
 
 @overload(_store_block)
-def _store_block_for(out, cb, acc, bias, relu, live, count):
+def _store_block_for(out, cb, acc, bias, relu, live, count, neg_centre, live_floor):
     return _store_pairs if out.dtype == numba.types.uint32 else _store_floats
 
 
-def _store_pairs(out, cb, acc, bias, relu, live, count):
+def _store_pairs(out, cb, acc, bias, relu, live, count, neg_centre, live_floor):
     """:func:`_store_block` into bf16 pairs of channels (cb + c, cb + c + 1); always ReLU."""
     for c in range(0, CHANNELS, 2):
         b0 = vbroadcast_at(bias, cb + c)
         b1 = vbroadcast_at(bias, cb + c + 1)
-        peak = vzero()
+        n0 = vbroadcast_at(neg_centre, cb + c)
+        n1 = vbroadcast_at(neg_centre, cb + c + 1)
+        peak = vbroadcast_at(live_floor, (cb + c) // 2)
         for v in range(VECTORS):
             lo = vrelu(vadd(acc[v * CHANNELS + c], b0))
             hi = vrelu(vadd(acc[v * CHANNELS + c + 1], b1))
             peak = vmax(peak, vmax(lo, hi))
-            vstore(out, (cb + c) // 2 * PIXELS + v * W, vpack_bf16(lo, hi))
+            vstore(out, (cb + c) // 2 * PIXELS + v * W, vpack_bf16(vadd(lo, n0), vadd(hi, n1)))
         live[count] = (cb + c) // 2
         count += vany_positive(peak)
     return count
 
 
-def _store_floats(out, cb, acc, bias, relu, live, count):
+def _store_floats(out, cb, acc, bias, relu, live, count, neg_centre, live_floor):
     """:func:`_store_block` into float32 channels."""
     for c in range(CHANNELS):
         if relu:
@@ -327,8 +341,9 @@ def _store_floats(out, cb, acc, bias, relu, live, count):
 
 @njit(cache=True)
 def _conv1_block(
-    lr, row_off, shift, k1, kbase, t_size, n1p, rows, cols, step, b1, out, cb, live, n
-):
+    lr, row_off, shift, k1, kbase, t_size, n1p, rows, cols, step, b1, out, cb, live, n,
+    neg_centre, live_floor,
+):  # fmt: skip
     """conv1 + bias + ReLU for PIXELS pixels (one phase) and CHANNELS channels from ``cb``.
 
     ``row_off[ti] + shift`` is the flat index in ``lr`` of the first LR pixel of window row ti
@@ -336,6 +351,7 @@ def _conv1_block(
     window rows ``rows`` = [first, stop) and columns ``cols`` with non-zero weights are read,
     ``step`` columns per multiply-add (2 with bf16 pairs: a pair past ``stop`` weighs 0).
     Appends the channels that are non-zero somewhere to ``live[n:]``; returns the new count.
+    (``neg_centre``, ``live_floor``: :func:`_store_block`.)
     """
     acc = _zero_block()
     for ti in range(rows[0], rows[1]):
@@ -344,11 +360,11 @@ def _conv1_block(
         for tj in range(cols[0], cols[1], step):
             acc = _fma_block(lr, src + tj, k1, k, acc)
             k += step * n1p
-    return _store_block(out, cb, acc, b1, True, live, n)
+    return _store_block(out, cb, acc, b1, True, live, n, neg_centre, live_floor)
 
 
 @njit(cache=True)
-def _dot_block(x, w, inputs, n_in, n_out, cb, bias, relu, out, live, n):
+def _dot_block(x, w, inputs, n_in, n_out, cb, bias, relu, out, live, n, neg_centre, live_floor):
     """A 1x1 layer for PIXELS pixels and the CHANNELS outputs from ``cb``, summed over the
     input channels ``inputs[:n_in]`` of ``x`` ([channel][PIXELS]); then bias + ReLU if ``relu``.
 
@@ -356,12 +372,13 @@ def _dot_block(x, w, inputs, n_in, n_out, cb, bias, relu, out, live, n):
     matrix, CHANNELS taps at a time, no bias or ReLU). Inputs that are zero on every pixel of the
     block are left out of ``inputs``: they would add exactly nothing. With ``relu``, the
     outputs that are non-zero somewhere go to ``live[n:]``; returns the new count.
+    (``neg_centre``, ``live_floor``: :func:`_store_block`.)
     """
     acc = _zero_block()
     for idx in range(n_in):
         i = inputs[idx]
         acc = _fma_block(x, i * PIXELS, w, i * n_out + cb, acc)
-    return _store_block(out, cb, acc, bias, relu, live, n)
+    return _store_block(out, cb, acc, bias, relu, live, n, neg_centre, live_floor)
 
 
 @njit(cache=True)
@@ -415,16 +432,20 @@ def _g_row(y, net, geo, ring, slot, scratch):
             for cb in range(0, n1p, CHANNELS):
                 n_live1 = _conv1_block(
                     lr, row_off, shift, k1, kq + cb, t_size, n1p, rows, cols, net.pair1, net.b1,
-                    f1, cb, live1, n_live1,
+                    f1, cb, live1, n_live1, net.neg_c1, net.live_c1,
                 )  # fmt: skip
             n_live2 = 0
             for cb in range(0, n2p, CHANNELS):
                 n_live2 = _dot_block(
-                    f1, net.w2_fast, live1, n_live1, n2p, cb, net.b2, True, f2, live2, n_live2
-                )
+                    f1, net.w2_fast, live1, n_live1, n2p, cb, net.b2, True, f2, live2, n_live2,
+                    net.neg_c2, net.live_c2,
+                )  # fmt: skip
             blocked = nk - nk % CHANNELS
             for cb in range(0, blocked, CHANNELS):
-                _dot_block(f2, net.w3_fast, live2, n_live2, nkp, cb, net.b2, False, g, live2, 0)
+                _dot_block(
+                    f2, net.w3_fast, live2, n_live2, nkp, cb, net.b2, False, g, live2, 0,
+                    net.neg_c2, net.live_c2,
+                )  # fmt: skip
             for k in range(blocked, nk):
                 _tap_block(f2, net.w3_fast, live2, n_live2, nkp, k, g)
             counts[0] += 1
@@ -435,8 +456,8 @@ def _g_row(y, net, geo, ring, slot, scratch):
                 for v in range(VECTORS):
                     vstore(ring, dst + v * W, vload(g, k * PIXELS + v * W))
     # Border columns: their own folded filters; one pixel at a time, vectorised over channels.
-    # In bf16 the arrays hold the rounded values and conv1's and conv2's outputs are rounded
-    # here where the main pass stores them as bf16: the same arithmetic in float32.
+    # In bf16 the arrays hold the rounded values and conv1's and conv2's outputs are centred
+    # and rounded here where the main pass stores them as bf16: the same arithmetic in float32.
     lr, k1 = geo.lr, geo.k1
     for x in range(n_hr):
         if geo.col_interior[x]:
@@ -451,13 +472,17 @@ def _g_row(y, net, geo, ring, slot, scratch):
                     v = vbroadcast(lr[row_off[ti] + xs])
                     acc = vfma(v, vload(k1, kx + (ti * t_size + tj) * n1p + cv), acc)
             value = vrelu(vadd(acc, vload(net.b1, cv)))
-            vstore(pix1, cv, vround_bf16(value) if net.pair2 == 2 else value)
+            if net.pair2 == 2:
+                value = vround_bf16(vadd(value, vload(net.neg_c1, cv)))
+            vstore(pix1, cv, value)
         for cv in range(0, n2p, W):
             acc = vzero()
             for i in range(n1p):
                 acc = vfma(vbroadcast(pix1[i]), vload(net.w2, i * n2p + cv), acc)
             value = vrelu(vadd(acc, vload(net.b2, cv)))
-            vstore(pix2, cv, vround_bf16(value) if net.pair3 == 2 else value)
+            if net.pair3 == 2:
+                value = vround_bf16(vadd(value, vload(net.neg_c2, cv)))
+            vstore(pix2, cv, value)
         for kv in range(0, nkp, W):
             acc = vzero()
             for c in range(n2p):
@@ -595,6 +620,11 @@ def _channel_pairs(matrix: np.ndarray) -> np.ndarray:
     return _pairs(matrix, 0)[::2].reshape(-1)
 
 
+def _pair_any(values: np.ndarray) -> np.ndarray:
+    """Per pair of channels (2i, 2i + 1): 1.0 where either value is non-zero, else 0.0."""
+    return (values.reshape(-1, 2) != 0).any(axis=1).astype(np.float32)
+
+
 def _tap_offsets(scale: int, f3: int, ring_plane: int, ring_pad: int) -> np.ndarray:
     """[phase q][tap k = dy * f3 + dx] -> offset in a ring slot of the product that conv3's
     tap k reads for output phase q: HR column X + dx - r3 of plane q lives in plane
@@ -633,7 +663,7 @@ class CpuBackend:
         weights: SRCNNWeights,
         threads: int | None = None,
         precision: str = "fp32",
-        bf16_layers: frozenset[str] = BF16_LAYERS,
+        bf16_layers: frozenset[str] | None = None,
     ) -> None:
         arch = weights.arch
         self.weights = weights
@@ -644,8 +674,12 @@ class CpuBackend:
             )
         self.precision = precision
         bf16 = precision == "bf16"
-        # Which layers run in bf16 (``bf16_layers``: a subset of BF16_LAYERS' names, to
-        # measure what each costs); conv1 always does in bf16, or nothing would.
+        # Which layers run in bf16 (``bf16_layers``: names from ``bf16.LAYERS``; by default
+        # those that keep this scale within 0.01 dB: ``bf16.default_layers``); conv1 always
+        # does in bf16, or nothing would.
+        if bf16_layers is None:
+            bf16_layers = default_layers(weights.scale)
+        self.bf16_layers = frozenset({"conv1"} | set(bf16_layers)) if bf16 else frozenset()
         pair1, pair2, pair3 = (
             2 if bf16 and (layer == "conv1" or layer in bf16_layers) else 1
             for layer in ("conv1", "conv2", "conv3")
@@ -677,7 +711,8 @@ class CpuBackend:
             out[tuple(slice(0, n) for n in array.shape)] = array
             return out
 
-        # bf16 rounds the weights (and centres conv1's input, adjusting b1): see bf16.py.
+        # bf16 rounds the weights and centres conv1's input (adjusting b1) and the outputs
+        # it stores as bf16 (adjusting b2, b3): see bf16.py.
         self.w1 = padded(weights.w1, (arch.f1, arch.f1, 1, n1p))
         w2 = padded(weights.w2[0, 0], (n1p, n2p))
         # [channel][tap]: taps in row-major (dy, dx) order, as _conv3_row adds them.
@@ -685,6 +720,11 @@ class CpuBackend:
         w2 = round_bf16(w2) if pair2 == 2 else w2
         w3 = round_bf16(w3) if pair3 == 2 else w3
         b1 = centred_bias(weights.w1, weights.b1) if bf16 else weights.b1
+        c1, c2 = activation_centres(weights)
+        c1 = c1 if pair2 == 2 else np.zeros_like(c1)
+        c2 = c2 if pair3 == 2 else np.zeros_like(c2)
+        b2, b3 = centred_biases(weights, c1, c2)
+        neg_c1, neg_c2 = padded(-c1, (n1p,)), padded(-c2, (n2p,))
         self.net = _Net(
             t_size=window_size(self.scale, (arch.f1 - 1) // 2),
             n1p=n1p,
@@ -692,16 +732,20 @@ class CpuBackend:
             f3=arch.f3,
             b1=padded(b1, (n1p,)),
             w2=w2.reshape(-1),
-            b2=padded(weights.b2, (n2p,)),
+            b2=padded(b2, (n2p,)),
             nk=nk,
             nkp=nkp,
             w3=w3.reshape(-1),
-            b3=np.float32(weights.b3[0]),
+            b3=b3,
             pair1=pair1,
             pair2=pair2,
             pair3=pair3,
             w2_fast=_channel_pairs(w2) if pair2 == 2 else w2.reshape(-1),
             w3_fast=_channel_pairs(w3) if pair3 == 2 else w3.reshape(-1),
+            neg_c1=neg_c1,
+            live_c1=_pair_any(neg_c1),
+            neg_c2=neg_c2,
+            live_c2=_pair_any(neg_c2),
         )
         self._plans: PlanCache = PlanCache()
 
