@@ -40,7 +40,7 @@ import math
 import cv2
 import numpy as np
 import pytest
-from conftest import TOLERANCE, make_lr_plane, ours, peer_runner
+from conftest import TOLERANCE, make_lr_plane, ours, peer_runner, rounds_for
 from peers import CPU_PEERS, PEERS, Runner
 
 from srcnn_fast.imageops import LUMA_TO_GRAY_GAIN
@@ -136,8 +136,8 @@ def test_frame(benchmark, size: tuple[int, int], scale: int, impl: str) -> None:
     benchmark.extra_info.update(
         impl=impl, kind=kind, gpu=False, precision=precision, pixels=pixels, **info
     )
-    rounds = max(3, min(10, int(2e7 / pixels)))
     del got
+    rounds = rounds_for(run)
     benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=0)
     holder.clear()  # the benchmark session keeps `run`; drop the engine it points to
     gc.collect()

@@ -22,7 +22,7 @@ import gc
 
 import numpy as np
 import pytest
-from conftest import TOLERANCE, make_lr_plane, ours, peer_runner
+from conftest import TOLERANCE, make_lr_plane, ours, peer_runner, rounds_for
 from peers import PEERS
 
 from srcnn_fast import imageops
@@ -110,8 +110,8 @@ def test_speed(benchmark, size: tuple[int, int], scale: int, impl: str) -> None:
     )
     if hasattr(backend, "last_work"):  # the CPU kernel's sparse blocks
         benchmark.extra_info["work"] = dict(backend.last_work)
-    rounds = max(3, min(10, int(2e7 / expected.size)))
     del got
+    rounds = rounds_for(run)
     benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=0)
     holder.clear()  # the benchmark session keeps `run`; drop the engine it points to
     gc.collect()

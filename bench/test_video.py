@@ -4,8 +4,8 @@ For a synthetic 640x360 clip (moving gradients plus noise, libx264, 24 fps), ups
 (1280x720) and x3 (1920x1080), on ``cpu`` fp32 (bf16 too where that precision exists) and on
 ``cuda`` where a GPU is, each route timed end to end, in one run:
 
-- **pipeline**: ``upscale_video`` (decode, upscale, encode overlapped; on ``cpu`` the
-  network and the encoder get half the cores each, see ``video._thread_split``);
+- **pipeline**: ``upscale_video`` (decode, upscale, encode overlapped; every stage keeps its
+  library's thread count: Numba's whole pool, libx264's automatic count);
 - **serial**: the same three stages one after another (``overlap=False``), each on every
   core (Numba's whole pool, libx264's automatic thread count): on a CPU-only machine the
   floor the pipeline must not be slower than;
