@@ -50,7 +50,7 @@ def _jpeg_quality(text: str) -> int:
 
 
 def _thresholds() -> str:
-    """The auto thresholds as help text: "85 at x2, 85 at x3, 80 at x4"."""
+    """The auto thresholds as help text: "88 at x2, 88 at x3, 88 at x4"."""
     return ", ".join(f"{q} at x{s}" for s, q in sorted(JPEG_AUTO_THRESHOLDS.items()))
 
 

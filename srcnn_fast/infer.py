@@ -23,7 +23,7 @@ JPEG inputs: with the shipped weights, a scale that also ships JPEG-aware weight
 ``degradation=`` picks between them ("auto", "clean" or "jpeg"; per call too). "auto" uses the
 JPEG-aware weights for a JPEG file (``source=``) whose estimated quality
 (:func:`srcnn_fast.jpeg.estimate_quality`) is at most the scale's threshold
-(:func:`srcnn_fast.jpeg.auto_threshold`: 85, at x4 80), and the clean
+(:func:`srcnn_fast.jpeg.auto_threshold`: 88), and the clean
 ones for everything else: lossless files, higher qualities and bare arrays, whose history it
 cannot know (a caller that does, e.g. frames from a video decoder, passes ``degradation=``).
 """

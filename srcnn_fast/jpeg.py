@@ -22,7 +22,7 @@ DEGRADATIONS = ("auto", "clean", "jpeg")
 #: "auto" uses the JPEG-aware weights for JPEG files of this estimated quality or lower, by
 #: scale: the highest quality up to which they beat the clean weights on the T91 hold-out
 #: (tools/jpeg_threshold.py, docs/training.md).
-JPEG_AUTO_THRESHOLDS = {2: 85, 3: 85, 4: 80}
+JPEG_AUTO_THRESHOLDS = {2: 88, 3: 88, 4: 88}
 #: The threshold of a scale not measured (JPEG-aware weights of one's own, ``jpeg_weights=``).
 JPEG_AUTO_THRESHOLD = 85
 

@@ -143,7 +143,8 @@ def jpeg_figure(args: argparse.Namespace, scale: int = 2, quality: int = 50) -> 
     methods = {
         shown_input: lambda lr: np.repeat(np.repeat(lr, scale, axis=0), scale, axis=1),
         "bicubic": bicubic_upscaler(scale),
-        "clean weights": Upscaler(scale, _weights(args, scale), args.backend),
+        # "clean" forced: the inputs are JPEGs, which "auto" would hand the JPEG-aware weights.
+        "clean weights": Upscaler(scale, _weights(args, scale), args.backend, degradation="clean"),
         "JPEG-aware": Upscaler(scale, jpeg_path, args.backend),
     }
     result = evaluate(
