@@ -28,7 +28,6 @@ from srcnn_fast.backends import bf16  # noqa: E402
 from srcnn_fast.backends.cpu import CpuBackend  # noqa: E402
 from srcnn_fast.backends.simd import bf16_problem  # noqa: E402
 from srcnn_fast.evaluate import evaluate  # noqa: E402
-from srcnn_fast.infer import Upscaler  # noqa: E402
 from srcnn_fast.model import SRCNNWeights  # noqa: E402
 
 CHOICES = {
@@ -39,22 +38,24 @@ CHOICES = {
 }
 
 
-def psnr_losses(data: Path, scale: int, layers: frozenset[str]) -> list[float]:
-    """bf16 minus fp32 mean PSNR (dB) on Set5 and Set14."""
-    weights = SRCNNWeights.load(REPO / "srcnn_fast" / "weights" / f"srcnn_x{scale}.npz")
-    fp32 = Upscaler(weights=weights, backend="cpu")
-    ours = Upscaler(weights=weights, backend="cpu")
-    ours.backend = CpuBackend(weights, precision="bf16", bf16_layers=layers)
-    losses = []
+def psnr_losses(data: Path, weights: SRCNNWeights) -> dict[str, list[float]]:
+    """Per choice, bf16 minus fp32 mean PSNR (dB) on Set5 and Set14: each backend's own
+    pixel path (``upscale_pixels``), fp32 evaluated once per set."""
+    scale = weights.scale
+    methods = {"fp32": CpuBackend(weights).upscale_pixels} | {
+        name: CpuBackend(weights, precision="bf16", bf16_layers=layers).upscale_pixels
+        for name, layers in CHOICES.items()
+    }
+    losses: dict[str, list[float]] = {name: [] for name in CHOICES}
     for name in ("Set5", "Set14"):
-        result = evaluate(data / name, scale, {"fp32": fp32, "bf16": ours})
-        losses.append(result.mean("bf16").psnr - result.mean("fp32").psnr)
+        result = evaluate(data / name, scale, methods)
+        for choice in CHOICES:
+            losses[choice].append(result.mean(choice).psnr - result.mean("fp32").psnr)
     return losses
 
 
-def speedups(scale: int, rounds: int) -> dict[str, float]:
+def speedups(weights: SRCNNWeights, rounds: int) -> dict[str, float]:
     """Median of fp32 CPU time over each choice's, interleaved rounds at 640x360."""
-    weights = SRCNNWeights.load(REPO / "srcnn_fast" / "weights" / f"srcnn_x{scale}.npz")
     plane = make_lr_plane(640, 360)
     backends = {"fp32": CpuBackend(weights)} | {
         name: CpuBackend(weights, precision="bf16", bf16_layers=layers)
@@ -85,10 +86,12 @@ def main() -> None:
     print("| scale | layers in bf16 | Set5 dB vs fp32 | Set14 dB vs fp32 | speed vs fp32 |")
     print("|---|---|---|---|---|")
     for scale in args.scales:
-        speed = speedups(scale, args.rounds)
+        weights = SRCNNWeights.load(REPO / "srcnn_fast" / "weights" / f"srcnn_x{scale}.npz")
+        speed = speedups(weights, args.rounds)
+        losses = psnr_losses(args.data, weights)
         default = bf16.default_layers(scale)
         for name, layers in CHOICES.items():
-            set5, set14 = psnr_losses(args.data, scale, layers)
+            set5, set14 = losses[name]
             mark = " (default)" if layers == default else ""
             print(
                 f"| x{scale} | {name}{mark} | {set5:+.4f} | {set14:+.4f} | {speed[name]:.2f}x |",

@@ -98,6 +98,17 @@ def activation_centres(weights: SRCNNWeights) -> tuple[np.ndarray, np.ndarray]:
     return round_bf16(f1.astype(np.float32)), round_bf16(f2.astype(np.float32))
 
 
+def rounded_centres(
+    weights: SRCNNWeights, rounded: frozenset[str], centre: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """The centres of conv1's and conv2's outputs where ``rounded`` rounds them ("f1", "f2")
+    and ``centre`` holds; zero where not (an output kept in float32 needs none)."""
+    c1, c2 = activation_centres(weights)
+    c1 = c1 if centre and "f1" in rounded else np.zeros_like(c1)
+    c2 = c2 if centre and "f2" in rounded else np.zeros_like(c2)
+    return c1, c2
+
+
 def centred_biases(
     weights: SRCNNWeights, c1: np.ndarray, c2: np.ndarray
 ) -> tuple[np.ndarray, np.float32]:
@@ -145,9 +156,7 @@ def _network(weights: SRCNNWeights, luma: np.ndarray, rounded: frozenset[str], c
     scale, f1_size = weights.scale, weights.arch.f1
     rows = axis_geometry(luma.shape[0], scale, f1_size)
     cols = axis_geometry(luma.shape[1], scale, f1_size)
-    c1, c2 = activation_centres(weights)
-    c1 = c1 if centre and "f1" in rounded else np.zeros_like(c1)
-    c2 = c2 if centre and "f2" in rounded else np.zeros_like(c2)
+    c1, c2 = rounded_centres(weights, rounded, centre)
     b2, b3 = centred_biases(weights, c1, c2)
     k1 = _rounder(rounded, "w1")(fold_conv1(weights.w1, rows, cols)).astype(np.float64)
     x = _rounder(rounded, "input")(luma.astype(np.float32) - np.float32(CENTRE))
@@ -188,9 +197,9 @@ def error_bound(
     order in the errors of the previous layers (their products with u are left out: ~2^-8 of
     the bound)."""
     (rows, cols, k1), x, f1, f2, _ = _network(weights, luma, frozenset())
-    c1, c2 = activation_centres(weights)
-    a1 = np.abs(f1.astype(np.float64) - (c1 if "f1" in rounded else 0.0))
-    a2 = np.abs(f2.astype(np.float64) - (c2 if "f2" in rounded else 0.0))
+    c1, c2 = rounded_centres(weights, rounded)
+    a1 = np.abs(f1.astype(np.float64) - c1)
+    a2 = np.abs(f2.astype(np.float64) - c2)
     u = 2.0**-8
 
     def rel(name: str) -> float:

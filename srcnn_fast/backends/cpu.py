@@ -87,11 +87,12 @@ from ..polyphase import axis_geometry, fold_conv1, phase_window_starts, window_s
 from ..tiling import round_up
 from .bf16 import (
     CENTRE,
-    activation_centres,
     centred_bias,
     centred_biases,
     default_layers,
     round_bf16,
+    rounded_by,
+    rounded_centres,
 )
 from .cpu_pixels import upscale_pixels
 from .numba_cache import KERNEL_LOCK, cache_dir, cache_here, cache_restore
@@ -681,8 +682,7 @@ class CpuBackend:
             bf16_layers = default_layers(weights.scale)
         self.bf16_layers = frozenset({"conv1"} | set(bf16_layers)) if bf16 else frozenset()
         pair1, pair2, pair3 = (
-            2 if bf16 and (layer == "conv1" or layer in bf16_layers) else 1
-            for layer in ("conv1", "conv2", "conv3")
+            2 if layer in self.bf16_layers else 1 for layer in ("conv1", "conv2", "conv3")
         )
         if bf16 and bf16_problem() is not None:
             raise BackendError(bf16_problem())
@@ -720,9 +720,7 @@ class CpuBackend:
         w2 = round_bf16(w2) if pair2 == 2 else w2
         w3 = round_bf16(w3) if pair3 == 2 else w3
         b1 = centred_bias(weights.w1, weights.b1) if bf16 else weights.b1
-        c1, c2 = activation_centres(weights)
-        c1 = c1 if pair2 == 2 else np.zeros_like(c1)
-        c2 = c2 if pair3 == 2 else np.zeros_like(c2)
+        c1, c2 = rounded_centres(weights, rounded_by(self.bf16_layers))
         b2, b3 = centred_biases(weights, c1, c2)
         neg_c1, neg_c2 = padded(-c1, (n1p,)), padded(-c2, (n2p,))
         self.net = _Net(
