@@ -232,6 +232,9 @@ def _upscale_videos(jobs: list, upscaler: Any, args: argparse.Namespace) -> int:
             continue
         for note in summary.notes:
             print(f"srcnn-fast: warning: {note}", file=sys.stderr)
+        if args.verbose:  # the choice "auto" made for each stream, and why
+            for line in summary.weights:
+                print(f"{job.source} -> {job.target}: {line}")
         if summary.problem():
             _error(summary.problem())
             failed += 1

@@ -26,6 +26,7 @@ JPEG-aware weights for a JPEG file (``source=``) whose estimated quality
 (:func:`srcnn_fast.jpeg.auto_threshold`: 88), and the clean
 ones for everything else: lossless files, higher qualities and bare arrays, whose history it
 cannot know (a caller that does, e.g. frames from a video decoder, passes ``degradation=``).
+Video streams are judged by their quantiser instead (:meth:`Upscaler.weights_for_video`).
 """
 
 from __future__ import annotations
@@ -252,15 +253,9 @@ class Upscaler:
         """The weights an input gets, and why. ``source``: the file the pixels came from (a
         path or its bytes), whose JPEG quantisation tables "auto" reads; ``degradation``:
         this input's hint, replacing the upscaler's own."""
-        wanted = self.degradation if degradation is None else _check_degradation(degradation)
-        if self._user_weights:
-            return WeightsChoice("given", str(self.weights.source))
-        if wanted == "clean":
-            return WeightsChoice("clean", "asked for clean")
-        if self._jpeg_weights is None:
-            return WeightsChoice("clean", f"no JPEG-aware weights for x{self.scale} yet")
-        if wanted != "auto":
-            return WeightsChoice(wanted, f"asked for {wanted}")
+        forced = self._forced_choice(degradation)
+        if forced is not None:
+            return forced
         from .jpeg import estimate_quality  # Pillow, only when a file is asked about
 
         quality = None if source is None else estimate_quality(source)
@@ -270,6 +265,41 @@ class Upscaler:
         if quality <= threshold:
             return WeightsChoice("jpeg", f"JPEG quality {quality} <= {threshold}")
         return WeightsChoice("clean", f"JPEG quality {quality} > {threshold}")
+
+    def weights_for_video(self, codec: str, mean_qp: float | None) -> WeightsChoice:
+        """The weights a video stream's frames get, and why: under "auto", the JPEG-aware
+        ones for an H.264 stream whose mean macroblock QP over its first frames
+        (:mod:`srcnn_fast.video_quantiser`) reaches the scale's threshold, the clean ones for
+        finer quantisers and for codecs whose quantiser is not read."""
+        forced = self._forced_choice(None)
+        if forced is not None:
+            return forced
+        from .video_quantiser import MEASURED_CODECS, h264_qp_threshold
+
+        threshold = h264_qp_threshold(self.scale)
+        if codec not in MEASURED_CODECS:
+            return WeightsChoice("clean", f"{codec} video: its quantiser is not read")
+        if threshold is None:
+            return WeightsChoice("clean", f"no H.264 QP threshold measured for x{self.scale}")
+        if mean_qp is None:
+            return WeightsChoice("clean", "H.264 video without exported QPs")
+        if mean_qp >= threshold:
+            return WeightsChoice("jpeg", f"H.264 mean QP {mean_qp:.1f} >= {threshold:g}")
+        return WeightsChoice("clean", f"H.264 mean QP {mean_qp:.1f} < {threshold:g}")
+
+    def _forced_choice(self, degradation: str | None) -> WeightsChoice | None:
+        """The choice when nothing about the input matters (weights given, a degradation
+        asked for, no JPEG-aware weights); None where "auto" must look at the input."""
+        wanted = self.degradation if degradation is None else _check_degradation(degradation)
+        if self._user_weights:
+            return WeightsChoice("given", str(self.weights.source))
+        if wanted == "clean":
+            return WeightsChoice("clean", "asked for clean")
+        if self._jpeg_weights is None:
+            return WeightsChoice("clean", f"no JPEG-aware weights for x{self.scale} yet")
+        if wanted != "auto":
+            return WeightsChoice(wanted, f"asked for {wanted}")
+        return None
 
     @property
     def backend_name(self) -> str:
@@ -376,6 +406,7 @@ class Upscaler:
         bits: int | None = None,
         full_range: bool = False,
         out: Sequence[np.ndarray] | None = None,
+        degradation: str | None = None,
     ) -> list[np.ndarray]:
         """Upscale one video frame given as its planes: Y, or Y, U, V (any chroma subsampling).
 
@@ -387,8 +418,11 @@ class Upscaler:
         is ceil(scale * H / subsampling) high. On the ``cuda`` backend NumPy planes are uploaded
         once and downloaded once, CuPy planes stay on the GPU (and come back as CuPy arrays).
         ``out``: arrays of the output planes' shapes and dtype to write into (strided views
-        of an encoder frame's planes, say), as NumPy's ``out=``; returned.
+        of an encoder frame's planes, say), as NumPy's ``out=``; returned. ``degradation``:
+        this frame's hint, as for ``__call__`` (under "auto" bare planes get the clean
+        weights; :meth:`weights_for_video` chooses for a whole stream).
         """
+        backend = self._backend_for(self.weights_for(None, degradation))
         if len(planes) not in (1, 3):
             raise ImageError(f"expected Y or Y, U, V planes, got {len(planes)} planes")
         y = planes[0]
@@ -432,11 +466,9 @@ class Upscaler:
             from .backends.cpu_pixels import upscale_planes
 
             target = list(out) if out is not None else [np.empty(sh, dtype) for sh in shapes]
-            return upscale_planes(
-                list(planes), s, bits, full_range, self.backend.upscale_luma, target
-            )
+            return upscale_planes(list(planes), s, bits, full_range, backend.upscale_luma, target)
         planes = [xp.asarray(p) for p in planes]  # the one upload on the cuda backend
-        luma = self.backend.upscale_luma(imageops.video_luma(planes[0], bits, full_range))
+        luma = backend.upscale_luma(imageops.video_luma(planes[0], bits, full_range))
         result = [imageops.video_luma_samples(luma, bits, full_range, dtype)]
         for plane, shape in zip(planes[1:], shapes[1:], strict=True):
             result.append(imageops.upscale_chroma(plane, s, shape, bits))
@@ -455,6 +487,7 @@ class Upscaler:
         full_range: bool = False,
         depth: int = 2,
         times: pipeline.StageTimes | None = None,
+        degradation: str | None = None,
     ) -> Iterator[np.ndarray | list[np.ndarray]]:
         """Upscale a stream of frames, in order, while the caller consumes the results.
 
@@ -463,13 +496,16 @@ class Upscaler:
         in a thread of its own and the upscaling runs in another, ``depth`` frames ahead at
         most, so a decoder feeding it, the upscale and the caller's loop (an encoder) overlap.
         ``times`` (a :class:`~srcnn_fast.pipeline.StageTimes`) collects which stage held the
-        others back. Closing the generator stops both threads.
+        others back. ``degradation``: the frames' hint, as for ``__call__`` (a decoder's
+        frames under "auto" get the clean weights; :meth:`weights_for_video` chooses from a
+        stream's quantiser). Closing the generator stops both threads.
         """
+        _check_degradation(degradation if degradation is not None else self.degradation)
 
         def one(frame: np.ndarray | Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
             if isinstance(frame, (tuple, list)):
-                return self.upscale_planes(frame, bits, full_range)
-            return self(frame)
+                return self.upscale_planes(frame, bits, full_range, degradation=degradation)
+            return self(frame, degradation=degradation)
 
         return pipeline.pipelined(frames, one, depth, times)
 

@@ -30,9 +30,10 @@ import numpy as np
 from .errors import ImageError, OutputError
 from .imagefile import IMAGE_EXTENSIONS, atomic_output
 from .pipeline import StageTimes, pipelined
+from .video_quantiser import LOOKAHEAD_FRAMES, MEASURED_CODECS, QuantiserTally
 
 if TYPE_CHECKING:
-    from .infer import Upscaler
+    from .infer import Upscaler, WeightsChoice
 
 __all__ = ["VideoSummary", "is_media", "is_video", "upscale_video", "video_encoder"]
 
@@ -80,6 +81,8 @@ class VideoSummary:
     lost_frames: int = 0
     times: StageTimes = field(default_factory=StageTimes)
     notes: list[str] = field(default_factory=list)
+    #: The weights each video stream got, and why ("video stream #0: clean weights (...)").
+    weights: list[str] = field(default_factory=list)
 
     @property
     def fps(self) -> float:
@@ -236,6 +239,9 @@ class _VideoOut:
     layout: _Layout | None = None  # set by the decode stage from the first frame
     out_format: str = ""  # set by the encode stage from the first frame
     last_pts: int | None = None
+    quantiser: QuantiserTally = field(default_factory=QuantiserTally)
+    #: Set by the decode stage once the first frames are read, before any reaches the upscale.
+    choice: WeightsChoice | None = None
 
 
 def _decode_error_types(av: Any) -> tuple[type[BaseException], ...]:
@@ -443,12 +449,14 @@ def _transcode(
             out.set_chapters(chapters)
         for stream in container.streams.video:
             stream.thread_type = "AUTO"  # frame threads: decode keeps up on every core
+            if stream.codec_context.name in MEASURED_CODECS:  # each frame's QPs, for the choice
+                stream.codec_context.options = {"export_side_data": "venc_params"}
 
         total = sum(v.frames_expected for v in videos.values()) or None
         bar = _progress_bar(progress, total, src)
         items = pipelined(
-            _demux(av, container, videos, copied),
-            lambda item: _upscale_item(upscaler, item),
+            _choose_weights(_demux(av, container, videos, copied), videos, upscaler, summary),
+            lambda item: _upscale_item(upscaler, item, videos),
             depth=depth,
             times=summary.times,
             overlap=overlap,
@@ -546,6 +554,27 @@ def _demux(
         yield from _decode(video, None, errors)
 
 
+def _choose_weights(
+    items: Iterator[tuple], videos: dict[int, _VideoOut], upscaler: Upscaler, summary: VideoSummary
+) -> Iterator[tuple]:
+    """The decode stage's items, held back until every video stream has decoded
+    ``LOOKAHEAD_FRAMES`` frames (or as many frames in all as that makes, or the input ended),
+    then each stream's weights chosen from its mean QP (:meth:`Upscaler.weights_for_video`)."""
+    held = []
+    wanted = LOOKAHEAD_FRAMES * len(videos)
+    for item in items:
+        held.append(item)
+        decoded = [v.decoded for v in videos.values()]
+        if min(decoded) >= LOOKAHEAD_FRAMES or sum(decoded) >= wanted:
+            break
+    for index, video in videos.items():
+        codec = video.source.codec_context.name
+        video.choice = upscaler.weights_for_video(codec, video.quantiser.mean)
+        summary.weights.append(f"video stream #{index}: {video.choice}")
+    yield from held
+    yield from items
+
+
 def _decode(video: _VideoOut, packet: Any, errors: tuple) -> Iterator[tuple]:
     try:
         frames = video.source.decode(packet)
@@ -558,6 +587,8 @@ def _decode(video: _VideoOut, packet: Any, errors: tuple) -> Iterator[tuple]:
             video.layout = _layout(frame)
             first = frame
         video.decoded += 1
+        if video.choice is None:
+            video.quantiser.add(frame)
         # Frames drained from the decoder at the end carry no time base; a frame without a
         # timestamp (some AVI files) follows the one before at the stream's frame rate.
         time_base = frame.time_base or video.source.time_base
@@ -577,7 +608,7 @@ def _decode(video: _VideoOut, packet: Any, errors: tuple) -> Iterator[tuple]:
         )
 
 
-def _upscale_item(upscaler: Upscaler, item: tuple) -> tuple:
+def _upscale_item(upscaler: Upscaler, item: tuple, videos: dict[int, _VideoOut]) -> tuple:
     """The upscale stage: frames through the network, written straight into the planes of
     the frame the encoder takes; packets passed on untouched. Every stage keeps its library's
     thread count (all cores): on a quiet 2-core machine that ran the pipeline at 1.13x the
@@ -588,7 +619,9 @@ def _upscale_item(upscaler: Upscaler, item: tuple) -> tuple:
     _, index, planes, layout, pts, time_base, first = item
     height, width = planes[0].shape
     frame, out = _output_frame(layout, width * upscaler.scale, height * upscaler.scale)
-    upscaler.upscale_planes(planes, layout.bits, layout.full_range, out=out)
+    choice = videos[index].choice
+    hint = choice.weights if choice is not None and choice.weights != "given" else None
+    upscaler.upscale_planes(planes, layout.bits, layout.full_range, out=out, degradation=hint)
     return ("frame", index, frame, layout, pts, time_base, first)
 
 

@@ -41,6 +41,20 @@ def sample_image() -> np.ndarray:
     return read_image(SAMPLES / "butterfly.png")
 
 
+@pytest.fixture()
+def jpeg_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Random x2 "JPEG-aware" weights of the shipped architecture standing in for the shipped
+    file, so the choice is tested whether or not a scale ships them."""
+    from srcnn_fast import infer
+    from srcnn_fast.model import SRCNNWeights
+
+    clean = SRCNNWeights.load(infer.shipped_weights_path(2))
+    path = tmp_path / "srcnn_x2_jpeg.npz"
+    SRCNNWeights.random(clean.arch, scale=2, seed=5).save(path)
+    monkeypatch.setattr(infer, "shipped_jpeg_weights_path", lambda s: path if s == 2 else None)
+    return path
+
+
 def assert_close(actual: np.ndarray, expected: np.ndarray, atol: float, what: str) -> None:
     """Max-abs comparison that prints the max difference and where it is on failure."""
     actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)

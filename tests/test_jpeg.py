@@ -103,20 +103,6 @@ def test_jpeg_dataset_copies_and_holdout(tmp_path: Path) -> None:
 # --- the choice of weights -------------------------------------------------------------------
 
 
-@pytest.fixture()
-def jpeg_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Random x2 "JPEG-aware" weights of the shipped architecture standing in for the shipped
-    file, so the choice is tested whether or not a scale ships them."""
-    from srcnn_fast import infer
-    from srcnn_fast.model import SRCNNWeights
-
-    clean = SRCNNWeights.load(infer.shipped_weights_path(2))
-    path = tmp_path / "srcnn_x2_jpeg.npz"
-    SRCNNWeights.random(clean.arch, scale=2, seed=5).save(path)
-    monkeypatch.setattr(infer, "shipped_jpeg_weights_path", lambda s: path if s == 2 else None)
-    return path
-
-
 def _files(folder: Path, photo: np.ndarray) -> dict[str, Path]:
     files = {"png": folder / "a.png", "q95": folder / "b.jpg", "q50": folder / "c.jpg"}
     write_image(files["png"], photo)

@@ -9,7 +9,9 @@ panning one HR pixel per frame across it, each frame downscaled as training does
 imresize) and encoded with libx264 (PyAV, yuv420p, preset medium, the given CRF); the decoded
 frames are upscaled by bicubic and by both sets of weights and scored on Y against the HR
 frames (the paper's protocol: 8-bit output, the border of ``scale`` pixels cropped). Prints
-the mean PSNR gains per CRF.
+the mean PSNR gains and the mean macroblock QP (what ``upscale`` reads from a stream,
+:mod:`srcnn_fast.video_quantiser`) per CRF, then, clip by clip, the QP threshold that
+serves the clips best: the evidence for ``H264_QP_THRESHOLDS``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from srcnn_fast.evaluate import bicubic_upscaler, crop_border, luma_255, psnr
 from srcnn_fast.imagefile import read_image
 from srcnn_fast.imageops import matlab_downscale
 from srcnn_fast.infer import Upscaler, shipped_weights_path
+from srcnn_fast.video_quantiser import QuantiserTally
 
 
 def clip_frames(hr: np.ndarray, scale: int, frames: int) -> list[np.ndarray]:
@@ -35,7 +38,8 @@ def clip_frames(hr: np.ndarray, scale: int, frames: int) -> list[np.ndarray]:
     return [hr[i : i + height, i : i + width, :3] for i in range(frames)]
 
 
-def h264_roundtrip(frames: list[np.ndarray], crf: int) -> list[np.ndarray]:
+def h264_roundtrip(frames: list[np.ndarray], crf: int) -> tuple[list[np.ndarray], float]:
+    """The frames through libx264 and back, and their mean macroblock QP."""
     import av
 
     buffer = io.BytesIO()
@@ -48,13 +52,31 @@ def h264_roundtrip(frames: list[np.ndarray], crf: int) -> list[np.ndarray]:
             out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         out.mux(stream.encode(None))
     buffer.seek(0)
+    tally = QuantiserTally()
     with av.open(buffer) as decoded:
-        return [f.to_ndarray(format="rgb24") for f in decoded.decode(video=0)]
+        stream = decoded.streams.video[0]
+        stream.codec_context.options = {"export_side_data": "venc_params"}
+        out = []
+        for frame in decoded.decode(stream):
+            tally.add(frame)
+            out.append(frame.to_ndarray(format="rgb24"))
+    return out, float(tally.mean)
+
+
+def best_threshold(clips: list[tuple[float, float]]) -> tuple[float, float]:
+    """(threshold, mean gain over the clean weights) of the QP threshold that does best on
+    ``clips`` ((mean QP, JPEG-aware - clean dB) each): the JPEG-aware weights from it up."""
+    candidates = sorted({float(np.ceil(qp * 2) / 2) for qp, _ in clips})
+    scored = [
+        (float(np.mean([gain if qp >= t else 0.0 for qp, gain in clips])), t) for t in candidates
+    ]
+    gain, threshold = max(scored)
+    return threshold, gain
 
 
 def main() -> None:
     parser = holdout_parser(__doc__)
-    parser.add_argument("--crf", type=int, nargs="+", default=[18, 23, 28, 33])
+    parser.add_argument("--crf", type=int, nargs="+", default=[18, 21, 23, 25, 27, 29, 31, 33])
     parser.add_argument("--frames", type=int, default=12)
     args = parser.parse_args()
     scale = args.scale
@@ -63,15 +85,22 @@ def main() -> None:
     up = Upscaler(scale, backend=args.backend, jpeg_weights=jpeg_path)
     bicubic = bicubic_upscaler(scale)
     print(f"T91 hold-out x{scale}, {len(names)} clips of {args.frames} frames, libx264")
-    print("| CRF | bicubic dB | clean weights gain | JPEG-aware gain | JPEG-aware - clean |")
-    print("|---|---|---|---|---|")
+    print(
+        "| CRF | mean QP (clips' range) | bicubic dB | clean weights gain | JPEG-aware gain "
+        "| JPEG-aware - clean |"
+    )
+    print("|---|---|---|---|---|---|")
+    clips: list[tuple[float, float]] = []  # (mean QP, JPEG-aware - clean) of each clip
     for crf in [None, *args.crf]:
         scores: dict[str, list[float]] = {"bicubic": [], "clean": [], "jpeg": []}
+        qps = []
         for name in names:
             hr_frames = clip_frames(read_image(Path(args.data) / name), scale, args.frames)
             lr_frames = [matlab_downscale(f, scale) for f in hr_frames]
             if crf is not None:
-                lr_frames = h264_roundtrip(lr_frames, crf)
+                lr_frames, qp = h264_roundtrip(lr_frames, crf)
+                qps.append(qp)
+            first = len(scores["clean"])
             for hr, lr in zip(hr_frames, lr_frames, strict=True):
                 truth = crop_border(luma_255(hr), scale)
                 outputs = {
@@ -81,9 +110,23 @@ def main() -> None:
                 }
                 for method, out in outputs.items():
                     scores[method].append(psnr(crop_border(luma_255(out), scale), truth))
+            if crf is not None:
+                gain = np.mean(scores["jpeg"][first:]) - np.mean(scores["clean"][first:])
+                clips.append((qps[-1], float(gain)))
         b, c, j = (float(np.mean(scores[m])) for m in ("bicubic", "clean", "jpeg"))
         shown = "lossless" if crf is None else str(crf)
-        print(f"| {shown} | {b:.2f} | {c - b:+.2f} | {j - b:+.2f} | {j - c:+.3f} |", flush=True)
+        qp = "-" if crf is None else f"{np.mean(qps):.1f} ({min(qps):.1f}-{max(qps):.1f})"
+        print(
+            f"| {shown} | {qp} | {b:.2f} | {c - b:+.2f} | {j - b:+.2f} | {j - c:+.3f} |",
+            flush=True,
+        )
+    threshold, gain = best_threshold(clips)
+    always = float(np.mean([g for _, g in clips]))
+    print(
+        f"Best QP threshold over the {len(clips)} compressed clips: {threshold:g} (JPEG-aware "
+        f"weights from it up): {gain:+.3f} dB over the clean weights on every clip, "
+        f"{gain - always:+.3f} over the JPEG-aware weights on every clip"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,76 @@
+"""How coarsely a video stream was quantised, read from its own bitstream: the video side of
+:mod:`srcnn_fast.jpeg`, for the choice between the clean and the JPEG-aware weights.
+
+FFmpeg's H.264 decoder exports each frame's quantiser when asked (``export_side_data`` =
+``venc_params``): an AVVideoEncParams record, the picture's QP and each macroblock's offset
+from it. The mean macroblock QP over a stream's first frames says how much its encoder threw
+away, whatever encoder, CRF or bitrate made it. Other decoders export nothing (HEVC, AV1) or a
+quantiser on another scale (VP9, MPEG-2) that has not been measured; their streams keep the
+clean weights.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import numpy as np
+
+#: Frames of a stream read before its weights are chosen: about half a second, so the mean
+#: spans I, P and B frames, whose QPs differ by several steps.
+LOOKAHEAD_FRAMES = 12
+#: "auto" uses the JPEG-aware weights for an H.264 stream whose mean macroblock QP over its
+#: first frames is at least this, by scale (tools/jpeg_video_probe.py, docs/training.md).
+H264_QP_THRESHOLDS = {2: 29.5}
+#: The codec names (PyAV's ``codec_context.name``) whose quantiser the choice reads.
+MEASURED_CODECS = ("h264",)
+
+#: FFmpeg's AVVideoEncParams (libavutil/video_enc_params.h) on a 64-bit build: nb_blocks
+#: (unsigned), blocks_offset and block_size (size_t), type (enum), qp (int32); each block is
+#: AVVideoBlockParams, src_x, src_y, w, h, delta_qp (int32).
+_HEADER = struct.Struct("<I4xQQii")
+_DELTA_QP_FIELD = 4
+_TYPE_H264 = 1  # AV_VIDEO_ENC_PARAMS_H264
+
+
+def h264_qp_threshold(scale: int) -> float | None:
+    """The mean QP from which "auto" picks the JPEG-aware weights; None: not measured."""
+    return H264_QP_THRESHOLDS.get(scale)
+
+
+def frame_qp(frame: Any) -> float | None:
+    """The mean QP of a decoded H.264 frame's macroblocks (a PyAV frame decoded with
+    ``export_side_data=venc_params``); None for a frame without H.264 encoding parameters."""
+    for side in getattr(frame, "side_data", ()):
+        if getattr(side.type, "name", "") != "VIDEO_ENC_PARAMS":
+            continue
+        data = bytes(side)
+        if len(data) < _HEADER.size:
+            return None
+        blocks, offset, size, kind, qp = _HEADER.unpack_from(data)
+        if kind != _TYPE_H264:
+            return None
+        if blocks == 0 or size < 4 * (_DELTA_QP_FIELD + 1) or offset + blocks * size > len(data):
+            return float(qp)
+        table = np.frombuffer(data, np.uint8, blocks * size, offset).reshape(blocks, size)
+        deltas = table[:, 4 * _DELTA_QP_FIELD : 4 * _DELTA_QP_FIELD + 4].copy().view("<i4")
+        return float(qp + deltas.mean())
+    return None
+
+
+class QuantiserTally:
+    """The mean QP of the frames a stream has decoded so far (those that carried one)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.frames = 0
+
+    def add(self, frame: Any) -> None:
+        qp = frame_qp(frame)
+        if qp is not None:
+            self.total += qp
+            self.frames += 1
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.frames if self.frames else None

@@ -1,0 +1,130 @@
+"""Video and the choice of weights: each H.264 frame's quantiser read from the decoder, "auto"
+choosing each stream's weights from the mean QP of its first frames, the forced choices, the
+per-frame hint of ``upscale_planes``/``stream``, and ``upscale -v`` saying what each stream got.
+
+The clips are encoded here by libx264 at a constant QP with equal I, P and B quantisers
+(``ipratio=1:pbratio=1``), so every frame's mean QP is known exactly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_video import make_clip, read_clip, reference_planes
+
+from srcnn_fast import video_quantiser
+from srcnn_fast.infer import Upscaler, shipped_weights_path
+from srcnn_fast.video_quantiser import LOOKAHEAD_FRAMES, frame_qp, h264_qp_threshold
+
+av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
+
+FRAMES = LOOKAHEAD_FRAMES + 4  # frames after the lookahead get the same weights
+THRESHOLD = h264_qp_threshold(2)
+COARSE, FINE = int(THRESHOLD) + 6, int(THRESHOLD) - 8
+
+
+def h264_clip(path: Path, qp: int, frames: int = FRAMES) -> None:
+    options = {"qp": str(qp), "x264-params": "ipratio=1:pbratio=1"}
+    make_clip(path, width=48, height=32, frames=frames, codec="libx264", options=options)
+
+
+def decoded_qps(path: Path, export: bool = True) -> list[float | None]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        if export:
+            stream.codec_context.options = {"export_side_data": "venc_params"}
+        return [frame_qp(frame) for frame in container.decode(stream)]
+
+
+def test_frame_qp_reads_each_h264_frame(tmp_path: Path) -> None:
+    h264_clip(tmp_path / "a.mp4", 33, frames=5)
+    assert decoded_qps(tmp_path / "a.mp4") == [33.0] * 5
+    assert decoded_qps(tmp_path / "a.mp4", export=False) == [None] * 5, "not asked: nothing"
+    make_clip(tmp_path / "b.mkv", frames=3, audio=False)  # ffv1 exports no quantiser
+    assert decoded_qps(tmp_path / "b.mkv") == [None] * 3
+    tally = video_quantiser.QuantiserTally()
+    assert tally.mean is None
+
+
+@pytest.mark.parametrize(("qp", "expected"), [(COARSE, "jpeg"), (FINE, "clean")])
+def test_auto_chooses_each_streams_weights_from_its_mean_qp(
+    tmp_path: Path, jpeg_weights: Path, qp: int, expected: str
+) -> None:
+    from srcnn_fast.video import upscale_video
+
+    src, dst = tmp_path / "clip.mp4", tmp_path / "out.mkv"
+    h264_clip(src, qp)
+    up = Upscaler(2, backend="reference")  # the shipped clean weights and the stand-in pair
+    summary = upscale_video(src, dst, up, codec="ffv1", progress=False)
+    choice = up.weights_for_video("h264", float(qp))
+    assert choice.weights == expected
+    sign = ">=" if expected == "jpeg" else "<"
+    assert choice.reason == f"H.264 mean QP {qp:.1f} {sign} {THRESHOLD:g}"
+    assert summary.weights == [f"video stream #0: {choice}"]
+    before, after = read_clip(src), read_clip(dst)
+    audio = [packet[0] for packet in after["audio"]]
+    assert audio == [packet[0] for packet in before["audio"]] and audio, "held back, then copied"
+    assert len(after["frames"]) == FRAMES
+    weights = jpeg_weights if expected == "jpeg" else shipped_weights_path(2)
+    for index, (decoded, out) in enumerate(zip(before["frames"], after["frames"], strict=True)):
+        for plane, want in zip(out, reference_planes(decoded, weights), strict=True):
+            assert np.array_equal(plane, want), f"frame {index}: not the {expected} weights"
+
+
+def test_forced_and_unread_choices(
+    tmp_path: Path, jpeg_weights: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from srcnn_fast.video import upscale_video
+
+    coarse, lossless = tmp_path / "coarse.mp4", tmp_path / "lossless.mkv"
+    h264_clip(coarse, COARSE, frames=4)  # fewer frames than the lookahead: chosen at the end
+    make_clip(lossless, frames=3)
+    forced = Upscaler(2, backend="reference", degradation="clean")
+    summary = upscale_video(coarse, tmp_path / "a.mkv", forced, codec="ffv1", progress=False)
+    assert summary.weights == ["video stream #0: clean weights (asked for clean)"]
+    assert summary.frames == 4
+    up = Upscaler(2, backend="reference")
+    summary = upscale_video(lossless, tmp_path / "b.mkv", up, progress=False)
+    unread = "clean weights (ffv1 video: its quantiser is not read)"
+    assert summary.weights == [f"video stream #0: {unread}"]
+    assert str(up.weights_for_video("h264", None)) == (
+        "clean weights (H.264 video without exported QPs)"
+    )
+    given = Upscaler(2, tiny_weights, backend="reference")
+    assert given.weights_for_video("h264", 50.0).weights == "given"
+    monkeypatch.setattr(video_quantiser, "H264_QP_THRESHOLDS", {})
+    assert str(up.weights_for_video("h264", 50.0)) == (
+        "clean weights (no H.264 QP threshold measured for x2)"
+    )
+
+
+def test_planes_and_stream_take_a_per_frame_hint(jpeg_weights: Path) -> None:
+    rng = np.random.default_rng(3)
+    planes = [rng.integers(16, 236, shape, dtype=np.uint8) for shape in ((12, 14), (6, 7), (6, 7))]
+    up = Upscaler(2, backend="cpu")
+    jpeg = Upscaler(2, jpeg_weights, backend="cpu").upscale_planes(planes)
+    clean = Upscaler(2, shipped_weights_path(2), backend="cpu").upscale_planes(planes)
+    for got, want in zip(up.upscale_planes(planes, degradation="jpeg"), jpeg, strict=True):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(up.upscale_planes(planes), clean, strict=True):
+        np.testing.assert_array_equal(got, want)  # bare planes under "auto": clean
+    (streamed,) = up.stream([planes], degradation="jpeg")
+    for got, want in zip(streamed, jpeg, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(jpeg[0], clean[0])
+
+
+def test_upscale_verbose_names_each_streams_weights(
+    tmp_path: Path, jpeg_weights: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from srcnn_fast.cli import main
+
+    h264_clip(tmp_path / "clip.mp4", COARSE, frames=4)
+    argv = ["upscale", str(tmp_path / "clip.mp4"), "--backend", "reference", "--codec", "ffv1"]
+    assert main([*argv, "-o", str(tmp_path / "out.mkv"), "-v"]) == 0
+    out = capsys.readouterr().out
+    assert f"video stream #0: JPEG-aware weights (H.264 mean QP {COARSE:.1f} >= " in out, out
+    assert main([*argv, "-o", str(tmp_path / "o2.mkv"), "-v", "--weights-for", "clean"]) == 0
+    assert "video stream #0: clean weights (asked for clean)" in capsys.readouterr().out
