@@ -54,6 +54,13 @@ def _thresholds() -> str:
     return ", ".join(f"{q} at x{s}" for s, q in sorted(JPEG_AUTO_THRESHOLDS.items()))
 
 
+def _qp_thresholds() -> str:
+    """The video auto thresholds as help text: "29.5 at x2, 29.5 at x3, 33 at x4"."""
+    from .video_quantiser import H264_QP_THRESHOLDS
+
+    return ", ".join(f"{qp:g} at x{s}" for s, qp in sorted(H264_QP_THRESHOLDS.items()))
+
+
 def _non_negative_int(text: str) -> int:
     return 0 if text.strip() == "0" else _positive_int(text)
 
@@ -505,8 +512,8 @@ def build_parser() -> argparse.ArgumentParser:
             choices=DEGRADATIONS,
             default="auto",
             help="which shipped weights: auto (default: the JPEG-aware ones for a JPEG file of "
-            f"quality <= {_thresholds()}, else the clean ones), "
-            "clean or jpeg",
+            f"quality <= {_thresholds()} and for an H.264 video stream of mean QP >= "
+            f"{_qp_thresholds()}, else the clean ones), clean or jpeg",
         )
 
     p = sub.add_parser("upscale", help="upscale image files, folders or globs, and videos")

@@ -21,7 +21,7 @@ import numpy as np
 LOOKAHEAD_FRAMES = 12
 #: "auto" uses the JPEG-aware weights for an H.264 stream whose mean macroblock QP over its
 #: first frames is at least this, by scale (tools/jpeg_video_probe.py, docs/training.md).
-H264_QP_THRESHOLDS = {2: 29.5}
+H264_QP_THRESHOLDS = {2: 29.5, 3: 29.5, 4: 33.0}
 #: The codec names (PyAV's ``codec_context.name``) whose quantiser the choice reads.
 MEASURED_CODECS = ("h264",)
 
