@@ -1,5 +1,6 @@
 """Would a deblocking pass before the network buy what the 9-1-5 JPEG-aware weights alone fall
-short of at x3 and x4 (docs/training.md, "JPEG-aware weights")? Three probes, each scored as
+short of at x3 and x4 (docs/training.md, "JPEG-aware weights")? Or a wider network? Four
+probes, each scored as
 ``tools/quality_table.py --jpeg`` scores (Set5+Set14, each LR image saved by Pillow at the
 quality, gain over bicubic in dB). Nothing here is chosen or shipped, so Set5/Set14 are only
 read, never used to pick anything; every fit and every training run uses the T91 images the
@@ -8,6 +9,7 @@ shipped JPEG-aware weights trained on (their hold-out is left out).
     python tools/jpeg_prepass_probe.py linear [--scale 4] [--quality 75] [--retrain EPOCHS]
     python tools/jpeg_prepass_probe.py network --deblocker FILE [--scale 4] [--retrain EPOCHS]
     python tools/jpeg_prepass_probe.py joint --out PREFIX [--scale 4] [--epochs 12]
+    python tools/jpeg_prepass_probe.py wider --retrain EPOCHS [--scale 4]
 
 * ``linear``: a filter that knows where the 8x8 blocks lie. For each of the 64 positions in
   a block and each quality, the least-squares 7x7 linear filter from the decoded LR luma to
@@ -23,11 +25,15 @@ shipped JPEG-aware weights trained on (their hold-out is left out).
 * ``joint``: the two networks trained together, end to end (LR JPEG luma -> 9-1-5 at scale 1
   -> bicubic -> 9-1-5 at scale S -> HR luma, MSE): the pass starts as the identity and the
   second network as the shipped JPEG-aware weights, so training starts from today's result.
+* ``wider``: no pass; the middle layer widened from 1x1 to 5x5 (9-5-5, the TPAMI paper's
+  best, 25 times its weights), started from the shipped JPEG-aware weights (the 1x1 kernel at
+  the centre of zeros: the same output) and retrained as ``--retrain`` does.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -38,7 +44,7 @@ import numpy as np
 
 from srcnn_fast import imageops
 from srcnn_fast.backends import create_backend
-from srcnn_fast.evaluate import find_pairs, score
+from srcnn_fast.evaluate import find_pairs, psnr, score
 from srcnn_fast.imagefile import read_image
 from srcnn_fast.infer import shipped_weights_path
 from srcnn_fast.jpeg import jpeg_roundtrip
@@ -119,24 +125,35 @@ def network_pass(weights: SRCNNWeights) -> LumaPass:
 
 
 def gains(
-    data: Path, scale: int, quality: int, prepass: LumaPass, networks: dict[str, SRCNNWeights]
+    data: Path,
+    scale: int,
+    quality: int,
+    prepass: LumaPass | None,
+    networks: dict[str, SRCNNWeights],
 ) -> dict[str, float]:
     """Mean PSNR gain over bicubic on Set5+Set14 at ``quality``: bicubic after the pass, and
-    each network without the pass and after it."""
+    each network without the pass and after it; first, the pass's own gain on the LR luma."""
     backends = {name: create_backend("cpu", w, "fp32") for name, w in networks.items()}
     rows: dict[str, list[float]] = {}
+    lr_change = []  # what the pass does to the LR luma itself, against the clean LR luma
     for folder in ("Set5", "Set14"):
         for pair in find_pairs(data / folder, scale):
             lr, hr = read_image(pair.lr), read_image(pair.hr)
             decoded = jpeg_roundtrip(lr, quality)
             runs: list[tuple[str, bool, object]] = [("bicubic", False, None)]
-            runs += [("pass + bicubic", True, None)]
             runs += [(name, False, b) for name, b in backends.items()]
-            runs += [(f"pass + {name}", True, b) for name, b in backends.items()]
+            if prepass is not None:
+                clean_luma, decoded_luma = 255 * luma(lr), luma(decoded)
+                lr_change.append(
+                    psnr(255 * prepass(decoded_luma, quality), clean_luma)
+                    - psnr(255 * decoded_luma, clean_luma)
+                )
+                runs += [("pass + bicubic", True, None)]
+                runs += [(f"pass + {name}", True, b) for name, b in backends.items()]
             for label, with_pass, backend in runs:
 
                 def upscale_luma(y: np.ndarray, with_pass=with_pass, backend=backend) -> np.ndarray:
-                    if with_pass:
+                    if with_pass and prepass is not None:
                         y = prepass(y, quality)
                     if backend is None:
                         return imageops.bicubic_upscale(y, scale)
@@ -145,23 +162,42 @@ def gains(
                 out = imageops.upscale_image(decoded, scale, upscale_luma)
                 rows.setdefault(label, []).append(score(out, hr, scale)[0])
     base = float(np.mean(rows["bicubic"]))
-    return {label: float(np.mean(v)) - base for label, v in rows.items()}
+    result = {label: float(np.mean(v)) - base for label, v in rows.items()}
+    if not lr_change:
+        return result
+    return {"the LR luma after the pass (LR PSNR)": float(np.mean(lr_change)), **result}
 
 
 def show(title: str, result: dict[str, float]) -> None:
     print(title)
     for label, gain in result.items():
-        print(f"  {label:<32} {gain:+.3f} dB")
+        print(f"  {label:<38} {gain:+.3f} dB")
 
 
 # --- retraining behind a pass ---------------------------------------------------------------
 
 
-def retrain(scale: int, data: Path, prepass: LumaPass, epochs: int, out: Path) -> SRCNNWeights:
-    """tools/train_jpeg.sh's second stage from the shipped JPEG-aware weights, with every
-    JPEG LR luma going through ``prepass`` before its bicubic upscale (the training data's
-    pair maker swapped for this run only)."""
+def retrain(
+    scale: int,
+    data: Path,
+    prepass: LumaPass | None,
+    epochs: int,
+    out: Path,
+    init: SRCNNWeights | None = None,
+) -> SRCNNWeights:
+    """tools/train_jpeg.sh's second stage from the shipped JPEG-aware weights (or ``init``,
+    whatever its architecture), with every JPEG LR luma going through ``prepass`` before its
+    bicubic upscale (the training data's pair maker swapped for this run only)."""
     from srcnn_fast.cli import main as cli_main
+
+    if init is None:
+        start = str(shipped_weights_path(scale, "jpeg"))
+    else:
+        start = str(out.with_name(f"{out.stem}_init.npz"))
+        init.save(start)
+    arch = init.arch if init is not None else SRCNNWeights.load(start).arch
+    shape = ["--f1", str(arch.f1), "--n1", str(arch.n1), "--f2", str(arch.f2)]
+    shape += ["--n2", str(arch.n2), "--f3", str(arch.f3)]
 
     def pairs_after_pass(hr, scale, downscaler="matlab", jpeg_qualities=(None,)):
         hr = hr[: hr.shape[0] // scale * scale, : hr.shape[1] // scale * scale]
@@ -175,12 +211,13 @@ def retrain(scale: int, data: Path, prepass: LumaPass, epochs: int, out: Path) -
         return made
 
     original = train_data.make_training_pairs
-    train_data.make_training_pairs = pairs_after_pass
+    if prepass is not None:
+        train_data.make_training_pairs = pairs_after_pass
     try:
         # fmt: off
         cli_main([
             "train", "--data", str(data / "T91"), "-s", str(scale), "--out", str(out),
-            "--init", str(shipped_weights_path(scale, "jpeg")), "--patch", "48",
+            "--init", start, *shape, "--patch", "48",
             "--batch-size", "16", "--steps", "1300", "--seed", "2", "--revive-dead",
             "--input-offset", "0.5", "--loss", "mse", "--downscaler", "matlab",
             "--jpeg", *map(str, QUALITIES), "--jpeg-copies", "6",
@@ -190,6 +227,16 @@ def retrain(scale: int, data: Path, prepass: LumaPass, epochs: int, out: Path) -
     finally:
         train_data.make_training_pairs = original
     return SRCNNWeights.load(out)
+
+
+def widened(weights: SRCNNWeights, f2: int) -> SRCNNWeights:
+    """The same function with an f2 x f2 middle layer: the 1x1 kernel at the centre of zeros,
+    so training starts from exactly the given weights' output."""
+    arch = dataclasses.replace(weights.arch, f2=f2)
+    w2 = np.zeros(arch.shapes()["w2"], np.float32)
+    w2[f2 // 2, f2 // 2] = weights.w2[0, 0]
+    arrays = {**weights.arrays(), "w2": w2}
+    return SRCNNWeights(arch, weights.scale, **arrays, provenance=dict(weights.provenance))
 
 
 # --- both networks trained together ---------------------------------------------------------
@@ -303,7 +350,7 @@ def train_jointly(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("probe", choices=("linear", "network", "joint"))
+    parser.add_argument("probe", choices=("linear", "network", "joint", "wider"))
     parser.add_argument("--data", type=Path, default=HERE.parent / "shared/data")
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--quality", type=int, default=75, choices=QUALITIES)
@@ -319,7 +366,12 @@ def main() -> None:
         "clean weights": SRCNNWeights.load(shipped_weights_path(scale)),
         "JPEG-aware weights": SRCNNWeights.load(shipped_weights_path(scale, "jpeg")),
     }
-    if args.probe == "joint":
+    prepass: LumaPass | None = None
+    if args.probe == "wider":
+        wide = widened(networks["JPEG-aware weights"], 5)
+        out = Path(f"{args.out}_x{scale}_955.npz")
+        networks["9-5-5, retrained"] = retrain(scale, data, None, args.retrain, out, init=wide)
+    elif args.probe == "joint":
         first, second = train_jointly(scale, data, args.epochs, args.steps, args.out)
         networks["jointly trained"] = second
         prepass = network_pass(first)
@@ -329,7 +381,7 @@ def main() -> None:
         if not args.deblocker:
             sys.exit("network: give --deblocker FILE (a 9-1-5 trained at scale 1)")
         prepass = network_pass(SRCNNWeights.load(args.deblocker))
-    if args.retrain:
+    if args.retrain and prepass is not None:
         out = Path(f"{args.out}_x{scale}_retrained.npz")
         networks["retrained behind the pass"] = retrain(scale, data, prepass, args.retrain, out)
     show(
