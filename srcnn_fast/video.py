@@ -15,6 +15,7 @@ line saying how to install it.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -30,7 +31,7 @@ import numpy as np
 from .errors import ImageError, OutputError
 from .imagefile import IMAGE_EXTENSIONS, atomic_output
 from .pipeline import StageTimes, pipelined
-from .video_quantiser import LOOKAHEAD_FRAMES, MEASURED_CODECS, QuantiserTally
+from .video_quantiser import first_frames_mean_qp
 
 if TYPE_CHECKING:
     from .infer import Upscaler, WeightsChoice
@@ -239,9 +240,7 @@ class _VideoOut:
     layout: _Layout | None = None  # set by the decode stage from the first frame
     out_format: str = ""  # set by the encode stage from the first frame
     last_pts: int | None = None
-    quantiser: QuantiserTally = field(default_factory=QuantiserTally)
-    #: Set by the decode stage once the first frames are read, before any reaches the upscale.
-    choice: WeightsChoice | None = None
+    choice: WeightsChoice | None = None  # the weights, chosen before the pipeline starts
 
 
 def _decode_error_types(av: Any) -> tuple[type[BaseException], ...]:
@@ -449,13 +448,12 @@ def _transcode(
             out.set_chapters(chapters)
         for stream in container.streams.video:
             stream.thread_type = "AUTO"  # frame threads: decode keeps up on every core
-            if stream.codec_context.name in MEASURED_CODECS:  # each frame's QPs, for the choice
-                stream.codec_context.options = {"export_side_data": "venc_params"}
+        _choose_weights(src, videos, upscaler, summary)
 
         total = sum(v.frames_expected for v in videos.values()) or None
         bar = _progress_bar(progress, total, src)
         items = pipelined(
-            _choose_weights(_demux(av, container, videos, copied), videos, upscaler, summary),
+            _demux(av, container, videos, copied),
             lambda item: _upscale_item(upscaler, item, videos),
             depth=depth,
             times=summary.times,
@@ -555,24 +553,23 @@ def _demux(
 
 
 def _choose_weights(
-    items: Iterator[tuple], videos: dict[int, _VideoOut], upscaler: Upscaler, summary: VideoSummary
-) -> Iterator[tuple]:
-    """The decode stage's items, held back until every video stream has decoded
-    ``LOOKAHEAD_FRAMES`` frames (or as many frames in all as that makes, or the input ended),
-    then each stream's weights chosen from its mean QP (:meth:`Upscaler.weights_for_video`)."""
-    held = []
-    wanted = LOOKAHEAD_FRAMES * len(videos)
-    for item in items:
-        held.append(item)
-        decoded = [v.decoded for v in videos.values()]
-        if min(decoded) >= LOOKAHEAD_FRAMES or sum(decoded) >= wanted:
-            break
+    src: Path, videos: dict[int, _VideoOut], upscaler: Upscaler, summary: VideoSummary
+) -> None:
+    """Each video stream's weights (:meth:`Upscaler.weights_for_video`), from the mean QP of
+    its first frames where the choice depends on it (read by a decoder of its own, before
+    the pipeline starts), and a line for each in ``summary.weights``."""
+    codecs = {index: video.source.codec_context.name for index, video in videos.items()}
+    measured = [index for index, codec in codecs.items() if _qp_matters(upscaler, codec)]
+    qps = first_frames_mean_qp(src, measured)
     for index, video in videos.items():
-        codec = video.source.codec_context.name
-        video.choice = upscaler.weights_for_video(codec, video.quantiser.mean)
+        video.choice = upscaler.weights_for_video(codecs[index], qps.get(index))
         summary.weights.append(f"video stream #{index}: {video.choice}")
-    yield from held
-    yield from items
+
+
+def _qp_matters(upscaler: Upscaler, codec: str) -> bool:
+    """Whether the rule can give a stream of ``codec`` either weights, depending on its QP."""
+    finest, coarsest = (upscaler.weights_for_video(codec, qp) for qp in (0.0, math.inf))
+    return finest.weights != coarsest.weights
 
 
 def _decode(video: _VideoOut, packet: Any, errors: tuple) -> Iterator[tuple]:
@@ -587,8 +584,6 @@ def _decode(video: _VideoOut, packet: Any, errors: tuple) -> Iterator[tuple]:
             video.layout = _layout(frame)
             first = frame
         video.decoded += 1
-        if video.choice is None:
-            video.quantiser.add(frame)
         # Frames drained from the decoder at the end carry no time base; a frame without a
         # timestamp (some AVI files) follows the one before at the stream's frame rate.
         time_base = frame.time_base or video.source.time_base

@@ -16,11 +16,16 @@ from test_video import make_clip, read_clip, reference_planes
 
 from srcnn_fast import video_quantiser
 from srcnn_fast.infer import Upscaler, shipped_weights_path
-from srcnn_fast.video_quantiser import LOOKAHEAD_FRAMES, frame_qp, h264_qp_threshold
+from srcnn_fast.video_quantiser import (
+    LOOKAHEAD_FRAMES,
+    first_frames_mean_qp,
+    frame_qp,
+    h264_qp_threshold,
+)
 
 av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
 
-FRAMES = LOOKAHEAD_FRAMES + 4  # frames after the lookahead get the same weights
+FRAMES = LOOKAHEAD_FRAMES + 4  # frames after those the choice read get the same weights
 THRESHOLD = h264_qp_threshold(2)
 COARSE, FINE = int(THRESHOLD) + 6, int(THRESHOLD) - 8
 
@@ -46,6 +51,11 @@ def test_frame_qp_reads_each_h264_frame(tmp_path: Path) -> None:
     assert decoded_qps(tmp_path / "b.mkv") == [None] * 3
     tally = video_quantiser.QuantiserTally()
     assert tally.mean is None
+    # The choice's own reader: slice threads only, the first frames of the streams asked for.
+    assert first_frames_mean_qp(tmp_path / "a.mp4", [0], frames=3) == {0: 33.0}
+    assert first_frames_mean_qp(tmp_path / "b.mkv", [0]) == {0: None}
+    assert first_frames_mean_qp(tmp_path / "missing.mp4", [0]) == {0: None}
+    assert first_frames_mean_qp(tmp_path / "a.mp4", []) == {}
 
 
 @pytest.mark.parametrize(("qp", "expected"), [(COARSE, "jpeg"), (FINE, "clean")])
@@ -65,7 +75,7 @@ def test_auto_chooses_each_streams_weights_from_its_mean_qp(
     assert summary.weights == [f"video stream #0: {choice}"]
     before, after = read_clip(src), read_clip(dst)
     audio = [packet[0] for packet in after["audio"]]
-    assert audio == [packet[0] for packet in before["audio"]] and audio, "held back, then copied"
+    assert audio == [packet[0] for packet in before["audio"]] and audio, "audio copied"
     assert len(after["frames"]) == FRAMES
     weights = jpeg_weights if expected == "jpeg" else shipped_weights_path(2)
     for index, (decoded, out) in enumerate(zip(before["frames"], after["frames"], strict=True)):
@@ -76,10 +86,10 @@ def test_auto_chooses_each_streams_weights_from_its_mean_qp(
 def test_forced_and_unread_choices(
     tmp_path: Path, jpeg_weights: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from srcnn_fast.video import upscale_video
+    from srcnn_fast.video import _qp_matters, upscale_video
 
     coarse, lossless = tmp_path / "coarse.mp4", tmp_path / "lossless.mkv"
-    h264_clip(coarse, COARSE, frames=4)  # fewer frames than the lookahead: chosen at the end
+    h264_clip(coarse, COARSE, frames=4)  # fewer frames than the choice reads: the mean of 4
     make_clip(lossless, frames=3)
     forced = Upscaler(2, backend="reference", degradation="clean")
     summary = upscale_video(coarse, tmp_path / "a.mkv", forced, codec="ffv1", progress=False)
@@ -94,6 +104,9 @@ def test_forced_and_unread_choices(
     )
     given = Upscaler(2, tiny_weights, backend="reference")
     assert given.weights_for_video("h264", 50.0).weights == "given"
+    # A stream's first frames are read only where the choice depends on the QP.
+    assert _qp_matters(up, "h264") and not _qp_matters(up, "ffv1")
+    assert not _qp_matters(forced, "h264") and not _qp_matters(given, "h264")
     monkeypatch.setattr(video_quantiser, "H264_QP_THRESHOLDS", {})
     assert str(up.weights_for_video("h264", 50.0)) == (
         "clean weights (no H.264 QP threshold measured for x2)"
