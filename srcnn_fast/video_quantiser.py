@@ -21,6 +21,9 @@ import numpy as np
 #: Frames of a stream read to choose its weights: about half a second, so the mean spans I, P
 #: and B frames, whose QPs differ by several steps.
 LOOKAHEAD_FRAMES = 12
+#: Packets read per frame wanted before a stream's read gives up (decoder delay, B frames,
+#: packets that fail to decode).
+PACKETS_PER_FRAME = 4
 #: "auto" uses the JPEG-aware weights for an H.264 stream whose mean macroblock QP over its
 #: first frames is at least this, by scale (tools/jpeg_video_probe.py, docs/training.md).
 H264_QP_THRESHOLDS = {2: 29.5, 3: 29.5, 4: 33.0}
@@ -42,7 +45,11 @@ def h264_qp_threshold(scale: int) -> float | None:
 
 def frame_qp(frame: Any) -> float | None:
     """The mean QP of a decoded H.264 frame's macroblocks (a PyAV frame decoded with
-    ``export_side_data=venc_params``); None for a frame without H.264 encoding parameters."""
+    ``export_side_data=venc_params``) on the 8-bit scale; None for a frame without H.264
+    encoding parameters. FFmpeg exports QP'_Y, which for b-bit video carries H.264's offset of
+    6 (b - 8) (10-bit CRF 18 read 38 against 26.7 at 8 bits); the thresholds were measured on
+    8-bit video, so the offset is taken off."""
+    offset_8bit = 6 * (max(_sample_bits(frame), 8) - 8)
     for side in getattr(frame, "side_data", ()):
         if getattr(side.type, "name", "") != "VIDEO_ENC_PARAMS":
             continue
@@ -53,11 +60,19 @@ def frame_qp(frame: Any) -> float | None:
         if kind != _TYPE_H264:
             return None
         if blocks == 0 or size < 4 * (_DELTA_QP_FIELD + 1) or offset + blocks * size > len(data):
-            return float(qp)
+            return float(qp - offset_8bit)
         table = np.frombuffer(data, np.uint8, blocks * size, offset).reshape(blocks, size)
         deltas = table[:, 4 * _DELTA_QP_FIELD : 4 * _DELTA_QP_FIELD + 4].copy().view("<i4")
-        return float(qp + deltas.mean())
+        return float(qp + deltas.mean() - offset_8bit)
     return None
+
+
+def _sample_bits(frame: Any) -> int:
+    """Bits per luma sample of a PyAV frame (8 when it does not say)."""
+    try:
+        return int(frame.format.components[0].bits)
+    except (AttributeError, IndexError, TypeError):
+        return 8
 
 
 class QuantiserTally:
@@ -85,28 +100,45 @@ def first_frames_mean_qp(
     ``indices`` of the file at ``path`` (None: no QP read), by a decoder of its own with slice
     threads only. With frame threads FFmpeg can export a frame's QP table before the thread
     decoding it has filled it (measured: 5 of 40 runs of a 4-frame clip read a frame's mean QP
-    as 0-6 instead of 35), so the pipeline's own frame-threaded decoder cannot be used. A
-    file that fails to decode part-way keeps what was read."""
+    as 0-6 instead of 35), so the pipeline's own frame-threaded decoder cannot be used.
+
+    A packet that fails to decode is skipped, as the pipeline skips it. A stream is done at
+    ``frames`` frames, at its end, or after ``PACKETS_PER_FRAME * frames`` packets, so a
+    short stream beside a long one, or one that never decodes, does not make this read the
+    whole file. A file that cannot be read gives None for every stream."""
     import av
 
-    tallies = {index: QuantiserTally() for index in indices}
-    if not tallies:
+    wanted = list(dict.fromkeys(indices))
+    if not wanted:
         return {}
-    decoded = dict.fromkeys(tallies, 0)
+    tallies = {index: QuantiserTally() for index in wanted}
+    decoded, packets = dict.fromkeys(wanted, 0), dict.fromkeys(wanted, 0)
+    errors = (av.error.FFmpegError, ValueError)
+    limit = PACKETS_PER_FRAME * frames
     try:
         with av.open(str(path), metadata_errors="replace") as container:
-            streams = [container.streams[index] for index in tallies]
+            streams = [s for s in container.streams.video if s.index in tallies]
+            pending = {s.index for s in streams}
             for stream in streams:
                 stream.thread_type = "SLICE"
                 stream.codec_context.options = {"export_side_data": "venc_params"}
             for packet in container.demux(streams):
                 index = packet.stream.index
-                for frame in packet.decode():
-                    if decoded[index] < frames:
-                        tallies[index].add(frame)
-                        decoded[index] += 1
-                if min(decoded.values()) >= frames:
+                if index not in pending:
+                    continue
+                packets[index] += 1
+                try:
+                    for frame in packet.decode():
+                        if decoded[index] < frames:
+                            tallies[index].add(frame)
+                            decoded[index] += 1
+                except errors:
+                    pass  # a frame lost, as in the pipeline; the others still count
+                ended = not packet.size  # the demuxer's end-of-stream (the decoder flushed)
+                if ended or decoded[index] >= frames or packets[index] >= limit:
+                    pending.discard(index)
+                if not pending:
                     break
-    except (av.error.FFmpegError, OSError, ValueError):
+    except (*errors, OSError):
         pass  # what was read stands; an unreadable file is refused by the pipeline itself
     return {index: tally.mean for index, tally in tallies.items()}

@@ -8,6 +8,7 @@ The clips are encoded here by libx264 at a constant QP with equal I, P and B qua
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +31,49 @@ THRESHOLD = h264_qp_threshold(2)
 COARSE, FINE = int(THRESHOLD) + 6, int(THRESHOLD) - 8
 
 
-def h264_clip(path: Path, qp: int, frames: int = FRAMES) -> None:
-    options = {"qp": str(qp), "x264-params": "ipratio=1:pbratio=1"}
-    make_clip(path, width=48, height=32, frames=frames, codec="libx264", options=options)
+def h264_clip(
+    path: Path, qp: int, frames: int = FRAMES, fmt: str = "yuv420p", params: str = ""
+) -> None:
+    options = {"qp": str(qp), "x264-params": "ipratio=1:pbratio=1" + params}
+    make_clip(path, width=48, height=32, frames=frames, codec="libx264", fmt=fmt, options=options)
+
+
+class _Side:
+    """A stand-in for a PyAV side-data entry: its type's name and its bytes."""
+
+    def __init__(self, data: bytes, name: str = "VIDEO_ENC_PARAMS") -> None:
+        self.type = type("Type", (), {"name": name})()
+        self.data = data
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+
+class _Frame:
+    def __init__(self, sides: list[_Side], bits: int = 8) -> None:
+        self.side_data = sides
+        component = type("Component", (), {"bits": bits})()
+        self.format = type("Format", (), {"components": [component]})()
+
+
+def enc_params(qp: int, deltas: list[int], kind: int = 1) -> bytes:
+    """An AVVideoEncParams record as FFmpeg lays it out on a 64-bit build: header (nb_blocks,
+    blocks_offset, block_size, type, qp, delta_qp[4][2]), then 20-byte blocks."""
+    header = struct.pack("<I4xQQii32x", len(deltas), 64, 20, kind, qp)
+    blocks = b"".join(struct.pack("<5i", 16 * i, 0, 16, 16, d) for i, d in enumerate(deltas))
+    return header + blocks
+
+
+def test_frame_qp_parses_the_record() -> None:
+    assert frame_qp(_Frame([_Side(enc_params(30, [2, -1, 5]))])) == 32.0, "macroblock deltas"
+    assert frame_qp(_Frame([_Side(b"x"), _Side(enc_params(30, [2, -1, 5]))], bits=10)) is None
+    assert frame_qp(_Frame([_Side(enc_params(30, [2, -1, 5]))], bits=10)) == 20.0, "QP'_Y - 12"
+    assert frame_qp(_Frame([_Side(enc_params(30, []))])) == 30.0, "no blocks: the picture QP"
+    assert frame_qp(_Frame([_Side(enc_params(30, [4]), name="SEI_UNREGISTERED")])) is None
+    assert frame_qp(_Frame([_Side(enc_params(30, [4], kind=0))])) is None, "VP9's scale"
+    cut = enc_params(30, [4, 4])[:-8]  # blocks past the end: the picture QP alone
+    assert frame_qp(_Frame([_Side(cut)])) == 30.0
+    assert frame_qp(_Frame([])) is None
 
 
 def decoded_qps(path: Path, export: bool = True) -> list[float | None]:
@@ -46,6 +87,10 @@ def decoded_qps(path: Path, export: bool = True) -> list[float | None]:
 def test_frame_qp_reads_each_h264_frame(tmp_path: Path) -> None:
     h264_clip(tmp_path / "a.mp4", 33, frames=5)
     assert decoded_qps(tmp_path / "a.mp4") == [33.0] * 5
+    # x264's --qp at 10 bits is QP'_Y, whose step on 10-bit samples is that of QP'_Y - 12 on
+    # 8-bit ones: read on the 8-bit scale (as its CRF is: 10-bit CRF 18 is QP'_Y ~38).
+    h264_clip(tmp_path / "ten.mp4", 45, frames=3, fmt="yuv420p10le")
+    assert decoded_qps(tmp_path / "ten.mp4") == [33.0] * 3, "10-bit on the 8-bit scale"
     assert decoded_qps(tmp_path / "a.mp4", export=False) == [None] * 5, "not asked: nothing"
     make_clip(tmp_path / "b.mkv", frames=3, audio=False)  # ffv1 exports no quantiser
     assert decoded_qps(tmp_path / "b.mkv") == [None] * 3
@@ -81,6 +126,45 @@ def test_auto_chooses_each_streams_weights_from_its_mean_qp(
     for index, (decoded, out) in enumerate(zip(before["frames"], after["frames"], strict=True)):
         for plane, want in zip(out, reference_planes(decoded, weights), strict=True):
             assert np.array_equal(plane, want), f"frame {index}: not the {expected} weights"
+
+
+def test_two_streams_a_lost_first_packet_and_a_short_stream(tmp_path: Path) -> None:
+    """Each stream is read on its own (a short one beside a long one, each its own QP), and a
+    packet that does not decode is skipped, not the end of the read."""
+    two = tmp_path / "two.mkv"
+    rng = np.random.default_rng(0)
+    with av.open(str(two), "w") as out:
+        streams = []
+        for qp in (36, 20):
+            options = {"qp": str(qp), "x264-params": "ipratio=1:pbratio=1"}
+            stream = out.add_stream("libx264", rate=25, options=options)
+            stream.width, stream.height, stream.pix_fmt = 48, 32, "yuv420p"
+            streams.append(stream)
+        for i in range(3 * LOOKAHEAD_FRAMES):
+            for stream in streams[: 1 if i >= 3 else 2]:  # the second stream: 3 frames
+                frame = av.VideoFrame.from_ndarray(
+                    rng.integers(0, 255, (32, 48, 3), np.uint8), format="rgb24"
+                )
+                frame.pts = i
+                out.mux(stream.encode(frame.reformat(format="yuv420p")))
+        for stream in streams:
+            out.mux(stream.encode(None))
+    assert first_frames_mean_qp(two, [0, 1, 7]) == {0: 36.0, 1: 20.0, 7: None}
+
+    src, broken = tmp_path / "g.mkv", tmp_path / "broken.mkv"
+    h264_clip(src, 36, frames=20, params=":keyint=5:min-keyint=5:scenecut=0")
+    with av.open(str(src)) as good, av.open(str(broken), "w") as out:
+        stream = out.add_stream_from_template(good.streams.video[0])
+        for n, packet in enumerate(p for p in good.demux(good.streams.video[0]) if p.size):
+            if n == 0:  # the first keyframe's payload replaced by noise
+                data = bytes(packet)
+                junk = av.Packet(data[:4] + rng.integers(0, 256, len(data) - 4, np.uint8).tobytes())
+                junk.pts, junk.dts, junk.time_base = packet.pts, packet.dts, packet.time_base
+                junk.is_keyframe = True
+                packet = junk
+            packet.stream = stream
+            out.mux(packet)
+    assert first_frames_mean_qp(broken, [0]) == {0: 36.0}
 
 
 def test_forced_and_unread_choices(
