@@ -60,13 +60,16 @@ def h264_roundtrip(frames: list[np.ndarray], crf: int) -> tuple[list[np.ndarray]
         for frame in decoded.decode(stream):
             tally.add(frame)
             out.append(frame.to_ndarray(format="rgb24"))
-    return out, float(tally.mean)
+    if tally.mean is None:
+        raise SystemExit("this FFmpeg's H.264 decoder exported no QPs (venc_params)")
+    return out, tally.mean
 
 
 def best_threshold(clips: list[tuple[float, float]]) -> tuple[float, float]:
     """(threshold, mean gain over the clean weights) of the QP threshold that does best on
     ``clips`` ((mean QP, JPEG-aware - clean dB) each): the JPEG-aware weights from it up."""
-    candidates = sorted({float(np.ceil(qp * 2) / 2) for qp, _ in clips})
+    # Every clip's QP rounded up to a half step, and "never" (inf): the clean weights always.
+    candidates = sorted({float(np.ceil(qp * 2) / 2) for qp, _ in clips} | {float("inf")})
     scored = [
         (float(np.mean([gain if qp >= t else 0.0 for qp, gain in clips])), t) for t in candidates
     ]
