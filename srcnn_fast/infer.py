@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from . import imageops, pipeline, tiling
-from .backends import BACKEND_ENV, create_backend
+from .backends import BACKEND_ENV, Backend, create_backend
 from .errors import ImageError, WeightsError
 from .jpeg import DEGRADATIONS, auto_threshold
 from .model import SRCNNWeights
@@ -315,7 +315,7 @@ class Upscaler:
         """Upscale one image (tiled when it is large; see ``tile`` in the class docstring).
         ``degradation`` and ``source``: this input's hint and file (:meth:`weights_for`)."""
         image = check_image(image)
-        backend = self._backend_for(self.weights_for(source, degradation))
+        backend = self.backend_for(self.weights_for(source, degradation))
         tile = self.tile_size(image, tile)
         if tile == 0:
             return self._upscale_whole(image, backend)
@@ -333,7 +333,7 @@ class Upscaler:
     ) -> Iterator[np.ndarray]:
         """The upscaled image as consecutive bands of rows, computed one band at a time."""
         image = check_image(image)
-        backend = self._backend_for(self.weights_for(source, degradation))
+        backend = self.backend_for(self.weights_for(source, degradation))
         tile = self.tile_size(image, tile)
         if tile == 0:
             yield self._upscale_whole(image, backend)
@@ -341,9 +341,11 @@ class Upscaler:
         for _, band in self._bands(image, tile, backend):
             yield band
 
-    def _backend_for(self, choice: WeightsChoice):
+    def backend_for(self, choice: WeightsChoice) -> Backend:
         """The backend that runs ``choice``'s weights (the JPEG-aware one built once, on first
-        use, with the same backend and precision: the same architecture runs anywhere)."""
+        use, with the same backend and precision: the same architecture runs anywhere). A
+        caller that knows its choice early calls this first, so that loading and compiling
+        do not stall its first frame."""
         if choice.weights != "jpeg":
             return self.backend
         with self._jpeg_lock:
@@ -422,7 +424,7 @@ class Upscaler:
         this frame's hint, as for ``__call__`` (under "auto" bare planes get the clean
         weights; :meth:`weights_for_video` chooses for a whole stream).
         """
-        backend = self._backend_for(self.weights_for(None, degradation))
+        backend = self.backend_for(self.weights_for(None, degradation))
         if len(planes) not in (1, 3):
             raise ImageError(f"expected Y or Y, U, V planes, got {len(planes)} planes")
         y = planes[0]

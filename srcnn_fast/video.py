@@ -564,6 +564,7 @@ def _choose_weights(
     for index, video in videos.items():
         video.choice = upscaler.weights_for_video(codecs[index], qps.get(index))
         summary.weights.append(f"video stream #{index}: {video.choice}")
+        upscaler.backend_for(video.choice)  # built now, not in the first frame's upscale
 
 
 def _qp_matters(upscaler: Upscaler, codec: str) -> bool:
