@@ -1,6 +1,6 @@
 """Would a deblocking pass before the network buy what the 9-1-5 JPEG-aware weights alone fall
-short of at x3 and x4 (docs/training.md, "JPEG-aware weights")? Or a wider network? Four
-probes, each scored as
+short of at x3 and x4 (docs/training.md, "JPEG-aware weights")? Or a wider network, or a
+self-ensemble? Five probes, each scored as
 ``tools/quality_table.py --jpeg`` scores (Set5+Set14, each LR image saved by Pillow at the
 quality, gain over bicubic in dB). Nothing here is chosen or shipped, so Set5/Set14 are only
 read, never used to pick anything; every fit and every training run uses the T91 images the
@@ -10,6 +10,7 @@ shipped JPEG-aware weights trained on (their hold-out is left out).
     python tools/jpeg_prepass_probe.py network --deblocker FILE [--scale 4] [--retrain EPOCHS]
     python tools/jpeg_prepass_probe.py joint --out PREFIX [--scale 4] [--epochs 12]
     python tools/jpeg_prepass_probe.py wider --retrain EPOCHS [--scale 4]
+    python tools/jpeg_prepass_probe.py ensemble [--scale 4]
 
 * ``linear``: a filter that knows where the 8x8 blocks lie. For each of the 64 positions in
   a block and each quality, the least-squares 7x7 linear filter from the decoded LR luma to
@@ -28,6 +29,8 @@ shipped JPEG-aware weights trained on (their hold-out is left out).
 * ``wider``: no pass; the middle layer widened from 1x1 to 5x5 (9-5-5, the TPAMI paper's
   best, 25 times its weights), started from the shipped JPEG-aware weights (the 1x1 kernel at
   the centre of zeros: the same output) and retrained as ``--retrain`` does.
+* ``ensemble``: no pass, no training; the shipped JPEG-aware weights run on the 8 flips and
+  rotations of the input, averaged (self-ensemble, 8 times the work).
 """
 
 from __future__ import annotations
@@ -130,10 +133,16 @@ def gains(
     quality: int,
     prepass: LumaPass | None,
     networks: dict[str, SRCNNWeights],
+    ensembles: tuple[str, ...] = (),
 ) -> dict[str, float]:
     """Mean PSNR gain over bicubic on Set5+Set14 at ``quality``: bicubic after the pass, and
-    each network without the pass and after it; first, the pass's own gain on the LR luma."""
-    backends = {name: create_backend("cpu", w, "fp32") for name, w in networks.items()}
+    each network without the pass and after it; first, the pass's own gain on the LR luma.
+    The networks named in ``ensembles`` also run as a self-ensemble."""
+    backends: dict[str, object] = {
+        name: create_backend("cpu", w, "fp32") for name, w in networks.items()
+    }
+    for name in ensembles:
+        backends[f"{name}, 8 flips/rotations averaged"] = SelfEnsemble(backends[name])
     rows: dict[str, list[float]] = {}
     lr_change = []  # what the pass does to the LR luma itself, against the clean LR luma
     for folder in ("Set5", "Set14"):
@@ -168,10 +177,26 @@ def gains(
     return {"the LR luma after the pass (LR PSNR)": float(np.mean(lr_change)), **result}
 
 
+class SelfEnsemble:
+    """A network run on the 8 flips and rotations of its input, the outputs turned back and
+    averaged (8 times the work)."""
+
+    def __init__(self, backend) -> None:
+        self.backend = backend
+
+    def upscale_luma(self, y: np.ndarray) -> np.ndarray:
+        outputs = []
+        for k in range(8):
+            out = self.backend.upscale_luma(np.ascontiguousarray(train_data.dihedral(y, k)))
+            out = np.rot90(out, -(k % 4), axes=(-2, -1))  # dihedral's inverse: unrotate, unflip
+            outputs.append(out[..., ::-1] if k >= 4 else out)
+        return np.mean(outputs, axis=0).astype(np.float32)
+
+
 def show(title: str, result: dict[str, float]) -> None:
     print(title)
     for label, gain in result.items():
-        print(f"  {label:<38} {gain:+.3f} dB")
+        print(f"  {label:<48} {gain:+.3f} dB")
 
 
 # --- retraining behind a pass ---------------------------------------------------------------
@@ -350,7 +375,7 @@ def train_jointly(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("probe", choices=("linear", "network", "joint", "wider"))
+    parser.add_argument("probe", choices=("linear", "network", "joint", "wider", "ensemble"))
     parser.add_argument("--data", type=Path, default=HERE.parent / "shared/data")
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--quality", type=int, default=75, choices=QUALITIES)
@@ -367,7 +392,10 @@ def main() -> None:
         "JPEG-aware weights": SRCNNWeights.load(shipped_weights_path(scale, "jpeg")),
     }
     prepass: LumaPass | None = None
-    if args.probe == "wider":
+    ensembles: tuple[str, ...] = ()
+    if args.probe == "ensemble":
+        ensembles = ("JPEG-aware weights",)
+    elif args.probe == "wider":
         wide = widened(networks["JPEG-aware weights"], 5)
         out = Path(f"{args.out}_x{scale}_955.npz")
         networks["9-5-5, retrained"] = retrain(scale, data, None, args.retrain, out, init=wide)
@@ -386,7 +414,7 @@ def main() -> None:
         networks["retrained behind the pass"] = retrain(scale, data, prepass, args.retrain, out)
     show(
         f"x{scale}, JPEG q={args.quality}, Set5+Set14: gain over bicubic",
-        gains(data, scale, args.quality, prepass, networks),
+        gains(data, scale, args.quality, prepass, networks, ensembles),
     )
 
 
