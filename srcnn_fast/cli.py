@@ -55,10 +55,15 @@ def _thresholds() -> str:
 
 
 def _qp_thresholds() -> str:
-    """The video auto thresholds as help text: "29.5 at x2, 29.5 at x3, 33 at x4"."""
-    from .video_quantiser import H264_QP_THRESHOLDS
+    """The video auto thresholds as help text: "H.264 QP 29.5 at x2, ...; VP9 q-index ..."."""
+    from .video_quantiser import QP_THRESHOLDS, quantiser_name
 
-    return ", ".join(f"{qp:g} at x{s}" for s, qp in sorted(H264_QP_THRESHOLDS.items()))
+    return "; ".join(
+        " ".join(quantiser_name(codec))
+        + " "
+        + ", ".join(f"{qp:g} at x{s}" for s, qp in sorted(by_scale.items()))
+        for codec, by_scale in QP_THRESHOLDS.items()
+    )
 
 
 def _non_negative_int(text: str) -> int:
@@ -512,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
             choices=DEGRADATIONS,
             default="auto",
             help="which shipped weights: auto (default: the JPEG-aware ones for a JPEG file of "
-            f"quality <= {_thresholds()} and for an H.264 video stream of mean QP >= "
+            f"quality <= {_thresholds()} and for a video stream of mean quantiser >= "
             f"{_qp_thresholds()}, else the clean ones), clean or jpeg",
         )
 

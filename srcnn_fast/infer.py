@@ -268,24 +268,25 @@ class Upscaler:
 
     def weights_for_video(self, codec: str, mean_qp: float | None) -> WeightsChoice:
         """The weights a video stream's frames get, and why: under "auto", the JPEG-aware
-        ones for an H.264 stream whose mean macroblock QP over its first frames
-        (:mod:`srcnn_fast.video_quantiser`) reaches the scale's threshold, the clean ones for
-        finer quantisers and for codecs whose quantiser is not read."""
+        ones for an H.264 or VP9 stream whose mean quantiser over its first frames
+        (:mod:`srcnn_fast.video_quantiser`) reaches the threshold for its codec and the scale,
+        the clean ones for finer quantisers and for codecs whose quantiser is not read."""
         forced = self._forced_choice(None)
         if forced is not None:
             return forced
-        from .video_quantiser import MEASURED_CODECS, h264_qp_threshold
+        from .video_quantiser import measured_codecs, qp_threshold, quantiser_name
 
-        threshold = h264_qp_threshold(self.scale)
-        if codec not in MEASURED_CODECS:
+        name, unit = quantiser_name(codec)
+        if codec not in measured_codecs():
             return WeightsChoice("clean", f"{codec} video: its quantiser is not read")
+        threshold = qp_threshold(codec, self.scale)
         if threshold is None:
-            return WeightsChoice("clean", f"no H.264 QP threshold measured for x{self.scale}")
+            return WeightsChoice("clean", f"no {name} {unit} threshold measured for x{self.scale}")
         if mean_qp is None:
-            return WeightsChoice("clean", "H.264 video without exported QPs")
+            return WeightsChoice("clean", f"{name} video without exported {unit}s")
         if mean_qp >= threshold:
-            return WeightsChoice("jpeg", f"H.264 mean QP {mean_qp:.1f} >= {threshold:g}")
-        return WeightsChoice("clean", f"H.264 mean QP {mean_qp:.1f} < {threshold:g}")
+            return WeightsChoice("jpeg", f"{name} mean {unit} {mean_qp:.1f} >= {threshold:g}")
+        return WeightsChoice("clean", f"{name} mean {unit} {mean_qp:.1f} < {threshold:g}")
 
     def _forced_choice(self, degradation: str | None) -> WeightsChoice | None:
         """The choice when nothing about the input matters (weights given, a degradation

@@ -1,12 +1,12 @@
 """How coarsely a video stream was quantised, read from its own bitstream: the video side of
 :mod:`srcnn_fast.jpeg`, for the choice between the clean and the JPEG-aware weights.
 
-FFmpeg's H.264 decoder exports each frame's quantiser when asked (``export_side_data`` =
-``venc_params``): an AVVideoEncParams record, the picture's QP and each macroblock's offset
-from it. The mean macroblock QP over a stream's first frames says how much its encoder threw
-away, whatever encoder, CRF or bitrate made it. Other decoders export nothing (HEVC, AV1) or a
-quantiser on another scale (VP9, MPEG-2) that has not been measured; their streams keep the
-clean weights.
+FFmpeg's H.264 and VP9 decoders export each frame's quantiser when asked (``export_side_data``
+= ``venc_params``): an AVVideoEncParams record, the picture's quantiser (H.264: QP, 0..51 at 8
+bits; VP9: the q-index, 0..255) and each block's offset from it. Its mean over a stream's
+first frames says how much the encoder threw away, whatever encoder, CRF or bitrate made it.
+Other decoders export nothing (HEVC, AV1) or a scale not measured (MPEG-2); their streams
+keep the clean weights.
 """
 
 from __future__ import annotations
@@ -24,32 +24,47 @@ LOOKAHEAD_FRAMES = 12
 #: Packets read per frame wanted before a stream's read gives up (decoder delay, B frames,
 #: packets that fail to decode).
 PACKETS_PER_FRAME = 4
-#: "auto" uses the JPEG-aware weights for an H.264 stream whose mean macroblock QP over its
-#: first frames is at least this, by scale (tools/jpeg_video_probe.py, docs/training.md).
-H264_QP_THRESHOLDS = {2: 29.5, 3: 29.5, 4: 33.0}
-#: The codec names (PyAV's ``codec_context.name``) whose quantiser the choice reads.
-MEASURED_CODECS = ("h264",)
+#: "auto" uses the JPEG-aware weights for a stream whose mean quantiser over its first frames
+#: is at least this, by codec (PyAV's ``codec_context.name``) and scale, each on its codec's
+#: own scale (tools/jpeg_video_probe.py --codec, docs/training.md).
+QP_THRESHOLDS: dict[str, dict[int, float]] = {
+    "h264": {2: 29.5, 3: 30.7, 4: 33.1},
+    "vp9": {2: 155.5, 3: 180.4, 4: 180.4},
+}
+#: How a message names each codec and its quantiser.
+QUANTISER_NAMES = {"h264": ("H.264", "QP"), "vp9": ("VP9", "q-index")}
 
 #: FFmpeg's AVVideoEncParams (libavutil/video_enc_params.h) on a 64-bit build: nb_blocks
 #: (unsigned), blocks_offset and block_size (size_t), type (enum), qp (int32); each block is
 #: AVVideoBlockParams, src_x, src_y, w, h, delta_qp (int32).
 _HEADER = struct.Struct("<I4xQQii")
 _DELTA_QP_FIELD = 4
-_TYPE_H264 = 1  # AV_VIDEO_ENC_PARAMS_H264
+_TYPE_VP9, _TYPE_H264 = 0, 1  # AV_VIDEO_ENC_PARAMS_VP9, AV_VIDEO_ENC_PARAMS_H264
 
 
-def h264_qp_threshold(scale: int) -> float | None:
-    """The mean QP from which "auto" picks the JPEG-aware weights; None: not measured."""
-    return H264_QP_THRESHOLDS.get(scale)
+def measured_codecs() -> tuple[str, ...]:
+    """The codecs whose quantiser the choice reads."""
+    return tuple(QP_THRESHOLDS)
+
+
+def qp_threshold(codec: str, scale: int) -> float | None:
+    """The mean quantiser from which "auto" picks the JPEG-aware weights for a stream of
+    ``codec``; None: not measured."""
+    return QP_THRESHOLDS.get(codec, {}).get(scale)
+
+
+def quantiser_name(codec: str) -> tuple[str, str]:
+    """("H.264", "QP"): the codec and its quantiser, for messages."""
+    return QUANTISER_NAMES.get(codec, (codec, "quantiser"))
 
 
 def frame_qp(frame: Any) -> float | None:
-    """The mean QP of a decoded H.264 frame's macroblocks (a PyAV frame decoded with
-    ``export_side_data=venc_params``) on the 8-bit scale; None for a frame without H.264
-    encoding parameters. FFmpeg exports QP'_Y, which for b-bit video carries H.264's offset of
-    6 (b - 8) (10-bit CRF 18 read 38 against 26.7 at 8 bits); the thresholds were measured on
-    8-bit video, so the offset is taken off."""
-    offset_8bit = 6 * (max(_sample_bits(frame), 8) - 8)
+    """The mean quantiser of a decoded frame's blocks (a PyAV frame decoded with
+    ``export_side_data=venc_params``): H.264's QP on the 8-bit scale, or VP9's q-index; None
+    for a frame without H.264 or VP9 encoding parameters. For b-bit H.264 FFmpeg exports QP'_Y,
+    which carries an offset of 6 (b - 8) (10-bit CRF 18 read 38 against 26.7 at 8 bits); the
+    thresholds were measured on 8-bit video, so the offset is taken off. VP9's q-index means
+    the same at every depth."""
     for side in getattr(frame, "side_data", ()):
         if getattr(side.type, "name", "") != "VIDEO_ENC_PARAMS":
             continue
@@ -57,8 +72,9 @@ def frame_qp(frame: Any) -> float | None:
         if len(data) < _HEADER.size:
             return None
         blocks, offset, size, kind, qp = _HEADER.unpack_from(data)
-        if kind != _TYPE_H264:
+        if kind not in (_TYPE_H264, _TYPE_VP9):
             return None
+        offset_8bit = 6 * (max(_sample_bits(frame), 8) - 8) if kind == _TYPE_H264 else 0
         if blocks == 0 or size < 4 * (_DELTA_QP_FIELD + 1) or offset + blocks * size > len(data):
             return float(qp - offset_8bit)
         table = np.frombuffer(data, np.uint8, blocks * size, offset).reshape(blocks, size)

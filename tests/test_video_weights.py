@@ -21,13 +21,13 @@ from srcnn_fast.video_quantiser import (
     LOOKAHEAD_FRAMES,
     first_frames_mean_qp,
     frame_qp,
-    h264_qp_threshold,
+    qp_threshold,
 )
 
 av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
 
 FRAMES = LOOKAHEAD_FRAMES + 4  # frames after those the choice read get the same weights
-THRESHOLD = h264_qp_threshold(2)
+THRESHOLD = qp_threshold("h264", 2)
 COARSE, FINE = int(THRESHOLD) + 6, int(THRESHOLD) - 8
 
 
@@ -70,7 +70,8 @@ def test_frame_qp_parses_the_record() -> None:
     assert frame_qp(_Frame([_Side(enc_params(30, [2, -1, 5]))], bits=10)) == 20.0, "QP'_Y - 12"
     assert frame_qp(_Frame([_Side(enc_params(30, []))])) == 30.0, "no blocks: the picture QP"
     assert frame_qp(_Frame([_Side(enc_params(30, [4]), name="SEI_UNREGISTERED")])) is None
-    assert frame_qp(_Frame([_Side(enc_params(30, [4], kind=0))])) is None, "VP9's scale"
+    assert frame_qp(_Frame([_Side(enc_params(120, [4], kind=0))], bits=10)) == 124.0, "VP9"
+    assert frame_qp(_Frame([_Side(enc_params(30, [4], kind=2))])) is None, "MPEG-2: not read"
     cut = enc_params(30, [4, 4])[:-8]  # blocks past the end: the picture QP alone
     assert frame_qp(_Frame([_Side(cut)])) == 30.0
     assert frame_qp(_Frame([])) is None
@@ -126,6 +127,22 @@ def test_auto_chooses_each_streams_weights_from_its_mean_qp(
     for index, (decoded, out) in enumerate(zip(before["frames"], after["frames"], strict=True)):
         for plane, want in zip(out, reference_planes(decoded, weights), strict=True):
             assert np.array_equal(plane, want), f"frame {index}: not the {expected} weights"
+
+
+def test_vp9_q_index_is_read_and_chosen_on_its_own_scale(
+    tmp_path: Path, jpeg_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libvpx at a fixed quantizer q (0..63) codes q-index 4q in every frame."""
+    clip = tmp_path / "vp9.webm"
+    options = {"crf": "30", "qmin": "30", "qmax": "30", "b": "0", "deadline": "realtime"}
+    make_clip(clip, width=48, height=32, frames=4, codec="libvpx-vp9", audio=False, options=options)
+    assert first_frames_mean_qp(clip, [0]) == {0: 120.0}
+    up = Upscaler(2, backend="reference")
+    monkeypatch.setattr(video_quantiser, "QP_THRESHOLDS", {"vp9": {2: 150.0}})
+    assert str(up.weights_for_video("vp9", 120.0)) == "clean weights (VP9 mean q-index 120.0 < 150)"
+    monkeypatch.setattr(video_quantiser, "QP_THRESHOLDS", {"vp9": {2: 100.0}})
+    assert up.weights_for_video("vp9", 120.0).weights == "jpeg"
+    assert up.weights_for_video("h264", 40.0).reason == "h264 video: its quantiser is not read"
 
 
 def test_two_streams_a_lost_first_packet_and_a_short_stream(tmp_path: Path) -> None:
@@ -191,7 +208,7 @@ def test_forced_and_unread_choices(
     # A stream's first frames are read only where the choice depends on the QP.
     assert _qp_matters(up, "h264") and not _qp_matters(up, "ffv1")
     assert not _qp_matters(forced, "h264") and not _qp_matters(given, "h264")
-    monkeypatch.setattr(video_quantiser, "H264_QP_THRESHOLDS", {})
+    monkeypatch.setattr(video_quantiser, "QP_THRESHOLDS", {"h264": {}})
     assert str(up.weights_for_video("h264", 50.0)) == (
         "clean weights (no H.264 QP threshold measured for x2)"
     )
