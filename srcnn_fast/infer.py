@@ -274,10 +274,10 @@ class Upscaler:
         forced = self._forced_choice(None)
         if forced is not None:
             return forced
-        from .video_quantiser import measured_codecs, qp_threshold, quantiser_name
+        from .video_quantiser import QP_THRESHOLDS, qp_threshold, quantiser_name
 
         name, unit = quantiser_name(codec)
-        if codec not in measured_codecs():
+        if codec not in QP_THRESHOLDS:
             return WeightsChoice("clean", f"{codec} video: its quantiser is not read")
         threshold = qp_threshold(codec, self.scale)
         if threshold is None:
@@ -503,7 +503,8 @@ class Upscaler:
         frames under "auto" get the clean weights; :meth:`weights_for_video` chooses from a
         stream's quantiser). Closing the generator stops both threads.
         """
-        _check_degradation(degradation if degradation is not None else self.degradation)
+        if degradation is not None:  # refused here, not in the upscale thread
+            _check_degradation(degradation)
 
         def one(frame: np.ndarray | Sequence[np.ndarray]) -> np.ndarray | list[np.ndarray]:
             if isinstance(frame, (tuple, list)):

@@ -615,8 +615,8 @@ def _upscale_item(upscaler: Upscaler, item: tuple, videos: dict[int, _VideoOut])
     _, index, planes, layout, pts, time_base, first = item
     height, width = planes[0].shape
     frame, out = _output_frame(layout, width * upscaler.scale, height * upscaler.scale)
-    choice = videos[index].choice
-    hint = choice.weights if choice is not None and choice.weights != "given" else None
+    choice = videos[index].choice  # set by _choose_weights before the pipeline started
+    hint = None if choice is None or choice.weights == "given" else choice.weights
     upscaler.upscale_planes(planes, layout.bits, layout.full_range, out=out, degradation=hint)
     return ("frame", index, frame, layout, pts, time_base, first)
 

@@ -42,11 +42,6 @@ _DELTA_QP_FIELD = 4
 _TYPE_VP9, _TYPE_H264 = 0, 1  # AV_VIDEO_ENC_PARAMS_VP9, AV_VIDEO_ENC_PARAMS_H264
 
 
-def measured_codecs() -> tuple[str, ...]:
-    """The codecs whose quantiser the choice reads."""
-    return tuple(QP_THRESHOLDS)
-
-
 def qp_threshold(codec: str, scale: int) -> float | None:
     """The mean quantiser from which "auto" picks the JPEG-aware weights for a stream of
     ``codec``; None: not measured."""
