@@ -302,6 +302,42 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- calibrate -------------------------------------------------------------------------------
+
+#: Where `calibrate` finds its images by default: T91 in the data folder beside a checkout.
+DEFAULT_CALIBRATION_DATA = Path("..") / "shared" / "data" / "T91"
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import time
+
+    from .calibrate import calibrate
+    from .model import SRCNNWeights
+
+    data = Path(args.data) if args.data else DEFAULT_CALIBRATION_DATA
+    if not data.is_dir():
+        raise UsageError(
+            f"{data}: no such folder of calibration images; name one with --data "
+            "(the training images, e.g. T91)"
+        )
+    output = Path(args.output or args.weights)
+    weights = SRCNNWeights.load(args.weights)
+    if weights.arch.f2 != 1:
+        raise UsageError(
+            f"{args.weights}: precision int8 needs a 1x1 conv2; this model's is "
+            f"{weights.arch.f2}x{weights.arch.f2}"
+        )
+    start = time.perf_counter()
+    weights.int8 = calibrate(weights, data, limit=args.images, input_bits=args.input_bits)
+    weights.save(output)
+    c = weights.int8
+    print(
+        f"{args.weights} -> {output}: int8 calibration on {c.provenance['images']} images of "
+        f"{data} (conv1 input {c.input_bits} bits) in {time.perf_counter() - start:.0f} s"
+    )
+    return EXIT_OK
+
+
 # --- train -----------------------------------------------------------------------------------
 
 
@@ -510,7 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
             choices=PRECISIONS,
             default="fp32",
             help="fp16: the CUDA backend's tensor-core mode; bf16: the cpu backend's AVX512_BF16 "
-            "mode (default fp32)",
+            "mode; int8: the cpu backend's VNNI mode, calibrated weights (default fp32)",
         )
         p.add_argument(
             "--weights-for",
@@ -621,6 +657,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="the scale the weights were trained for (Keras files do not record it)",
     )
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser(
+        "calibrate", help="add an int8 calibration (--precision int8) to a weights file"
+    )
+    p.add_argument("weights", metavar="WEIGHTS", help="weights file (.npz); updated in place")
+    p.add_argument("-o", "--output", help="write the calibrated weights here instead")
+    p.add_argument(
+        "--data",
+        help=f"folder of training images (PNG) to calibrate on (default: "
+        f"{DEFAULT_CALIBRATION_DATA})",
+    )
+    p.add_argument("--images", type=_positive_int, help="use only the first N images")
+    p.add_argument(
+        "--input-bits",
+        type=int,
+        choices=(8, 16),
+        help="conv1's input precision (default: 8 unless it alone costs over 0.01 dB on the "
+        "calibration images)",
+    )
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("train", help="train SRCNN with Keras on a folder of images")
     _add_options(p, TrainConfig)

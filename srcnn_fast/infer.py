@@ -192,7 +192,10 @@ class Upscaler:
     ``precision``: "fp32", or "fp16" for the CUDA backend's tensor-core mode (float16 inputs and
     weights, float32 accumulation; measured Set5 PSNR cost at most 0.0012 dB), or "bf16" for the
     cpu backend's AVX512_BF16 mode (bfloat16 inputs and weights, float32 accumulation; refused
-    on a CPU without AVX512_BF16; its PSNR cost: docs/performance.md).
+    on a CPU without AVX512_BF16; its PSNR cost: docs/performance.md), or "int8" for the cpu
+    backend's VNNI mode (conv1 and conv2 as 8-bit integer dot products with the scales
+    calibrated in the weights file, conv3 in bf16 or float32; refused on a CPU without
+    AVX512_VNNI / AVX-VNNI and for weights without int8 calibration).
     ``alpha``: "bicubic" (default) or "network" (alpha through the network as a gray plane).
     ``tile``: LR tile side for large images; None picks one from free memory when the image
     needs it, 0 never tiles.

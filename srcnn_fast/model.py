@@ -4,10 +4,17 @@ The file is a NumPy ``.npz`` holding six float32 arrays (``w1, b1, w2, b2, w3, b
 in Keras' HWIO layout) and ``metadata``: a uint8 array of UTF-8 JSON with the format version,
 architecture, scale, interpolation and training provenance. Loading never unpickles
 (``allow_pickle=False``) and validates every array before a backend sees it.
+
+Version 2 adds an optional int8 calibration (``precision="int8"``, made by
+``srcnn-fast calibrate``): the arrays ``int8_clip1, int8_s1, int8_w1q, int8_s2, int8_w2q,
+int8_b2, int8_w3, int8_b3`` and a metadata entry ``int8`` with conv1's input bits, the
+SHA-256 of the six float arrays it was made for, and its provenance. Version 1 files (no
+calibration) still load.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -21,7 +28,9 @@ import numpy as np
 from .errors import WeightsError
 
 FORMAT_NAME = "srcnn-fast-weights"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this srcnn-fast reads (1: no int8 calibration).
+READABLE_VERSIONS = (1, 2)
 #: The only interpolation the pipeline implements (DESIGN.md section 1, step 2). Weights record
 #: it so a file trained with another upscaler (e.g. OpenCV's a = -0.75) is refused, not misused.
 INTERPOLATION = "bicubic-keys-a-0.5-half-pixel-replicate"
@@ -75,6 +84,55 @@ class Architecture:
         }
 
 
+@dataclass(frozen=True, eq=False)
+class Int8Calibration:
+    """What ``precision="int8"`` needs beyond the float weights (``backends/int8.py`` says how
+    each number is used): conv1's clip values, the weight scales, the calibrated integers
+    of conv1's interior phases and of conv2, conv2's bias corrected for their rounding, and
+    conv3 refitted to the quantised network's conv2 output."""
+
+    input_bits: int  # conv1's input: 8 or 16 bits
+    clip1: np.ndarray  # (n1,) float32: conv1 output mapped to activation 255
+    s1: np.ndarray  # (n1,) float32: conv1 folded weight per integer unit
+    w1q: np.ndarray  # (s, s, T, T, n1) int8: interior phases of the folded conv1
+    s2: np.ndarray  # (n2,) float32
+    w2q: np.ndarray  # (n1, n2) int8
+    b2: np.ndarray  # (n2,) float32
+    w3: np.ndarray  # (f3, f3, n2, 1) float32: conv3 refitted to the quantised conv2 output
+    b3: np.ndarray  # (1,) float32
+    weights_sha256: str  # SRCNNWeights.fingerprint() of the weights it was made for
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    ARRAYS = ("clip1", "s1", "w1q", "s2", "w2q", "b2", "w3", "b3")
+
+    def validate(self, arch: Architecture, where: str) -> None:
+        if self.input_bits not in (8, 16):
+            raise WeightsError(f"{where}: int8 input bits must be 8 or 16, not {self.input_bits}")
+        shapes = {
+            "clip1": (arch.n1,), "s1": (arch.n1,), "s2": (arch.n2,), "b2": (arch.n2,),
+            "w2q": (arch.n1, arch.n2), "w3": arch.shapes()["w3"], "b3": (1,),
+        }  # fmt: skip
+        for name in self.ARRAYS:
+            array = getattr(self, name)
+            dtype = np.int8 if name.endswith("q") else np.float32
+            if not isinstance(array, np.ndarray) or array.dtype != dtype:
+                raise WeightsError(f"{where}: int8_{name} is not a {np.dtype(dtype)} array")
+            expected = shapes.get(name, array.shape)
+            if array.shape != expected or (name == "w1q" and array.ndim != 5):
+                raise WeightsError(f"{where}: int8_{name} has shape {array.shape}")
+            if dtype == np.float32 and not np.all(np.isfinite(array)):
+                raise WeightsError(f"{where}: int8_{name} contains NaN or infinity")
+        if np.any(self.clip1 <= 0) or np.any(self.s1 <= 0) or np.any(self.s2 <= 0):
+            raise WeightsError(f"{where}: int8 clip values and scales must be positive")
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "input_bits": self.input_bits,
+            "weights_sha256": self.weights_sha256,
+            "provenance": self.provenance,
+        }
+
+
 @dataclass
 class SRCNNWeights:
     """A trained network: architecture, scale and the six float32 arrays."""
@@ -90,6 +148,7 @@ class SRCNNWeights:
     provenance: dict[str, Any] = field(default_factory=dict)
     interpolation: str = INTERPOLATION
     source: str = "<memory>"
+    int8: Int8Calibration | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -120,6 +179,15 @@ class SRCNNWeights:
                 )
             if not np.all(np.isfinite(array)):
                 raise WeightsError(f"{where}: {name} contains NaN or infinity")
+        if self.int8 is not None:
+            self.int8.validate(self.arch, where)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the six float arrays: what an int8 calibration was made for."""
+        digest = hashlib.sha256()
+        for name in ARRAY_NAMES:
+            digest.update(np.ascontiguousarray(getattr(self, name)).tobytes())
+        return digest.hexdigest()
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -129,6 +197,7 @@ class SRCNNWeights:
             "scale": self.scale,
             "interpolation": self.interpolation,
             "provenance": self.provenance,
+            **({"int8": self.int8.metadata()} if self.int8 is not None else {}),
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -136,7 +205,10 @@ class SRCNNWeights:
         path = Path(path)
         meta = np.frombuffer(json.dumps(self.metadata(), sort_keys=True).encode(), np.uint8)
         buffer = io.BytesIO()
-        np.savez(buffer, metadata=meta, **self.arrays())
+        extra = {}
+        if self.int8 is not None:
+            extra = {f"int8_{name}": getattr(self.int8, name) for name in Int8Calibration.ARRAYS}
+        np.savez(buffer, metadata=meta, **self.arrays(), **extra)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
         try:
             tmp.write_bytes(buffer.getvalue())
@@ -182,10 +254,10 @@ class SRCNNWeights:
         if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
             raise WeightsError(f"{source}: metadata does not describe a srcnn-fast weights file")
         version = meta.get("format_version")
-        if version != FORMAT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise WeightsError(
-                f"{source}: format version {version!r} is not supported "
-                f"(this srcnn-fast reads version {FORMAT_VERSION})"
+                f"{source}: format version {version!r} is not supported (this srcnn-fast "
+                f"reads versions {', '.join(map(str, READABLE_VERSIONS))})"
             )
         missing = [name for name in ARRAY_NAMES if name not in contents]
         if missing:
@@ -202,6 +274,7 @@ class SRCNNWeights:
             provenance=dict(meta.get("provenance") or {}),
             interpolation=interpolation,
             source=source,
+            int8=_int8_from(meta.get("int8"), contents, source) if version >= 2 else None,
             **{name: contents[name] for name in ARRAY_NAMES},
         )
 
@@ -224,6 +297,25 @@ class SRCNNWeights:
         return cls(
             arch=arch, scale=scale, provenance={"random_seed": seed}, source="<random>", **arrays
         )
+
+
+def _int8_from(meta: Any, contents: dict[str, np.ndarray], source: str) -> Int8Calibration | None:
+    """The int8 calibration stored in a version 2 file, or None where it has none."""
+    if meta is None:
+        return None
+    names = [f"int8_{name}" for name in Int8Calibration.ARRAYS]
+    missing = [name for name in names if name not in contents]
+    if missing:
+        raise WeightsError(f"{source}: int8 calibration lacks arrays {', '.join(missing)}")
+    try:
+        return Int8Calibration(
+            input_bits=int(meta["input_bits"]),
+            weights_sha256=str(meta["weights_sha256"]),
+            provenance=dict(meta.get("provenance") or {}),
+            **{name: contents[f"int8_{name}"] for name in Int8Calibration.ARRAYS},
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(f"{source}: bad int8 calibration metadata ({exc})") from None
 
 
 #: File signatures people mistake for weights, and what to say about each.

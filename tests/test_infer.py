@@ -203,8 +203,8 @@ def test_import_never_loads_tensorflow() -> None:
 def test_precision_modes_are_checked() -> None:
     with pytest.raises(BackendError, match="needs the cuda backend"):
         Upscaler(2, backend="cpu", precision="fp16")
-    with pytest.raises(BackendError, match="unknown precision 'int8'"):
-        Upscaler(2, precision="int8")
+    with pytest.raises(BackendError, match="unknown precision 'int4'"):
+        Upscaler(2, precision="int4")
 
 
 # --- one Upscaler, many images: threads and buffer reuse -------------------------------------

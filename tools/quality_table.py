@@ -6,12 +6,13 @@ with ``--jpeg``, the gains over bicubic on JPEG inputs (`srcnn-fast eval --jpeg 
     python tools/quality_table.py --jpeg [--scales 2 3 4] [--weights DIR]
 
 ``--weights DIR`` scores DIR/srcnn_x{S}.npz and DIR/srcnn_x{S}_jpeg.npz instead (candidates,
-before they are shipped). The clean table's last column is the cpu backend's ``--precision
-bf16`` (AVX512_BF16): its PSNR and the difference from the SRCNN column, to 4 decimals; "n/a"
-where this CPU cannot run it. The JPEG table: each LR image saved as a JPEG by Pillow at quality
-q (or the clean LR file), then upscaled by bicubic, the clean weights, the JPEG-aware weights
-and "auto" (what `upscale` picks for that file); PSNR on Y, averaged over the 19 images of
-Set5 and Set14 together, and over each set alone.
+before they are shipped). The clean table's last two columns are the cpu backend's
+``--precision bf16`` (AVX512_BF16 or AMX) and ``--precision int8`` (VNNI or AMX, the weights'
+own calibration): each one's PSNR and its difference from the SRCNN column, to 4 decimals;
+"n/a" where this CPU cannot run it. The JPEG table: each LR image saved as a JPEG by Pillow at
+quality q (or the clean LR file), then upscaled by bicubic, the clean weights, the JPEG-aware
+weights and "auto" (what `upscale` picks for that file); PSNR on Y, averaged over the 19
+images of Set5 and Set14 together, and over each set alone.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from srcnn_fast.backends.simd import bf16_problem
+from srcnn_fast.backends.simd import bf16_problem, int8_problem
 from srcnn_fast.evaluate import (
     ECCV_2014_PSNR,
     TPAMI_2016_PSNR,
@@ -70,10 +71,11 @@ def clean_table(args: argparse.Namespace) -> None:
     print(
         "| set | scale | bicubic PSNR / SSIM | SRCNN (shipped) PSNR / SSIM | gain "
         "| ECCV 2014 (9-1-5, T91) | TPAMI 2016 (9-5-5, ImageNet): PSNR, gain "
-        "| SRCNN bf16 (cpu) PSNR, vs SRCNN |"
+        "| SRCNN bf16 (cpu) PSNR, vs SRCNN | SRCNN int8 (cpu) PSNR, vs SRCNN |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     bf16 = bf16_problem() is None
+    int8 = int8_problem() is None
     for dataset in SETS:
         for scale in args.scales:
             weights = _weights(args, scale)
@@ -81,17 +83,21 @@ def clean_table(args: argparse.Namespace) -> None:
             methods = {"bicubic": bicubic_upscaler(scale), "srcnn": up}
             if bf16:
                 methods["bf16"] = Upscaler(scale, weights=weights, backend="cpu", precision="bf16")
+            if int8:
+                methods["int8"] = Upscaler(scale, weights=weights, backend="cpu", precision="int8")
             result = evaluate(Path(args.data) / dataset, scale, methods)
             b, s = result.mean("bicubic"), result.mean("srcnn")
             eccv = ECCV_2014_PSNR.get((dataset, scale))
             eccv_text = f"{eccv:.2f}" if eccv else ""
             tpami = TPAMI_2016_PSNR[dataset, scale]
-            h = result.mean("bf16").psnr if bf16 else None
-            bf16_text = f"{h:.2f}, {h - s.psnr:+.4f} dB" if h is not None else "n/a"
+            reduced = {name: "n/a" for name in ("bf16", "int8")}
+            for name in reduced.keys() & methods.keys():
+                m = result.mean(name).psnr
+                reduced[name] = f"{m:.2f}, {m - s.psnr:+.4f} dB"
             print(
                 f"| {dataset} | x{scale} | {b.psnr:.2f} / {b.ssim:.4f} | {s.psnr:.2f} / "
                 f"{s.ssim:.4f} | +{s.psnr - b.psnr:.2f} dB | {eccv_text} | {tpami:.2f}, "
-                f"+{tpami - b.psnr:.2f} dB | {bf16_text} |"
+                f"+{tpami - b.psnr:.2f} dB | {reduced['bf16']} | {reduced['int8']} |"
             )
 
 

@@ -68,15 +68,29 @@ def backend_details() -> dict[str, str]:
         import numba
 
         from .cpu import cache_dir, is_cached
-        from .simd import W, bf16_problem
+        from .cpu_amx import amx_available
+        from .simd import W, bf16_problem, int8_problem
 
         isa = {16: "AVX-512", 8: "AVX2/SSE"}.get(W, "generic")
         state = "compiled" if is_cached() else "not compiled yet (first use compiles)"
         bf16 = bf16_problem()
         bf16_state = "available (AVX512_BF16)" if bf16 is None else f"unavailable: {bf16}"
+        if bf16 is None and amx_available("bf16") is None:
+            bf16_state = "available (AMX tdpbf16ps where all layers are bf16, else AVX512_BF16)"
+        int8 = int8_problem()
+        vnni = "AVX512_VNNI" if W >= 16 else "AVX-VNNI"
+        conv3 = "bf16 (x2: fp32)" if bf16 is None else "fp32"
+        int8_state = (
+            f"available ({vnni} vpdpbusd for conv1 and conv2, conv3 in {conv3})"
+            if int8 is None
+            else f"unavailable: {int8}"
+        )
+        if int8 is None and amx_available("int8") is None:
+            int8_state = "available (AMX tdpbsud for conv1 and conv2, conv3 in AMX tdpbf16ps)"
         details["cpu"] = (
             f"Numba {numba.__version__}, {W}-lane SIMD ({isa}), {numba.get_num_threads()} "
-            f"threads; kernels {state} in {cache_dir()}; --precision bf16: {bf16_state}"
+            f"threads; kernels {state} in {cache_dir()}; --precision bf16: {bf16_state}; "
+            f"--precision int8: {int8_state}"
         )
     return details
 
@@ -111,10 +125,12 @@ def resolve_backend_name(name: str = "auto") -> str:
 
 #: Numeric precisions: "fp32" everywhere (the default: ``auto`` never picks another); "fp16"
 #: (tensor cores, float32 accumulation) on CUDA; "bf16" (AVX512_BF16 ``vdpbf16ps``, float32
-#: accumulation) on the cpu backend.
-PRECISIONS = ("fp32", "fp16", "bf16")
+#: accumulation) on the cpu backend; "int8" (conv1 and conv2 as AVX512-VNNI / AVX-VNNI
+#: ``vpdpbusd`` integer dot products, calibrated scales from the weights file) on the cpu
+#: backend.
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 #: The backend each reduced precision runs on.
-PRECISION_BACKENDS = {"fp16": "cuda", "bf16": "cpu"}
+PRECISION_BACKENDS = {"fp16": "cuda", "bf16": "cpu", "int8": "cpu"}
 
 
 def create_backend(name: str, weights: SRCNNWeights, precision: str = "fp32") -> Backend:
@@ -126,12 +142,16 @@ def create_backend(name: str, weights: SRCNNWeights, precision: str = "fp32") ->
     chosen_automatically = name == "auto" and not os.environ.get(BACKEND_ENV, "").strip()
     if precision not in PRECISIONS:
         raise BackendError(f"unknown precision {precision!r} (choose from {', '.join(PRECISIONS)})")
-    if precision == "bf16" and name == "auto":
+    if PRECISION_BACKENDS.get(precision) == "cpu" and name == "auto":
         name = "cpu"
     name = resolve_backend_name(name)
     needed = PRECISION_BACKENDS.get(precision, name)
     if needed != name:
-        how = {"cuda": "tensor cores", "cpu": "AVX512_BF16 (vdpbf16ps)"}[needed]
+        how = {
+            "fp16": "tensor cores",
+            "bf16": "AVX512_BF16 (vdpbf16ps)",
+            "int8": "VNNI (vpdpbusd)",
+        }[precision]
         raise BackendError(
             f"precision {precision} runs on {how}: it needs the {needed} backend, not {name}"
         )

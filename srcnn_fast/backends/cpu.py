@@ -85,7 +85,9 @@ from ..errors import BackendError
 from ..model import SRCNNWeights
 from ..polyphase import axis_geometry, fold_conv1, phase_window_starts, window_size
 from ..tiling import round_up
+from . import int8
 from .bf16 import (
+    ALL_LAYERS,
     CENTRE,
     centred_bias,
     centred_biases,
@@ -100,19 +102,28 @@ from .plans import PlanCache
 from .simd import (
     W,
     bf16_problem,
+    int8_problem,
     vadd,
     vany_positive,
     vbroadcast,
     vbroadcast_at,
+    vdequant,
+    vfloat,
     vfma,
     vload,
     vmax,
+    vor,
     vpack_bf16,
+    vpack_u8,
     vrelu,
     vround_bf16,
+    vround_u8,
+    vshl8,
     vstore,
     vzero,
+    vzero_for,
 )
+from .simd import vany_nonzero as _vany_nonzero
 
 #: Register blocking of conv1, conv2 and conv3's products: VECTORS pixel vectors x CHANNELS
 #: output channels (or taps) of accumulators, held in SIMD registers across a whole sum. It
@@ -131,7 +142,7 @@ _saved_cache_dir = cache_here()
 
 
 #: Numeric precisions of this backend (see "bfloat16" in the module docstring).
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "int8")
 
 
 class _Net(NamedTuple):
@@ -146,16 +157,17 @@ class _Net(NamedTuple):
     b1: np.ndarray
     w2: np.ndarray  # [n1p][n2p]
     b2: np.ndarray
+    s2: np.ndarray  # int8: conv2's per-channel scale (acc * s2 + b2); 1.0 otherwise
     nk: int  # conv3 taps, f3 * f3
     nkp: int  # nk padded to a multiple of CHANNELS
     w3: np.ndarray  # [n2p][nkp]: conv3 as a matrix from channels to taps
     b3: np.float32
-    # Values per 32-bit lane of the inputs of conv1, conv2 and conv3's products: 1 (float32)
-    # or 2 (bf16 pairs): see ``bf16_layers``.
+    # Values per 32-bit lane of the inputs of conv1, conv2 and conv3's products: 1 (float32),
+    # 2 (bf16 pairs: see ``bf16_layers``) or 4 (int8 quads: conv1 and conv2 in int8).
     pair1: int
     pair2: int
     pair3: int
-    w2_fast: np.ndarray  # w2, or its [n1p / 2][n2p] uint32 pairs of input channels
+    w2_fast: np.ndarray  # w2, or its [n1p / 2][n2p] uint32 pairs or [n1p / 4][n2p] int32 quads
     w3_fast: np.ndarray  # w3, or its [n2p / 2][nkp] uint32 pairs of input channels
     # Minus the centres of conv1's and conv2's outputs where they are stored as bf16 (else 0),
     # and per channel pair 1.0 where either centre is non-zero (the pair is always live).
@@ -174,9 +186,15 @@ class _Geometry(NamedTuple):
     lr_h: int
     lr_w: int
     scale: int
-    k1: np.ndarray  # folded conv1 [row class][column class][T][T][n1p]
-    lr_fast: np.ndarray  # lr, or uint32 pairs (lr[i], lr[i + 1]) in bf16
-    k1_fast: np.ndarray  # k1, or uint32 pairs (K[.., tj, c], K[.., tj + 1, c]) in bf16
+    k1: np.ndarray  # folded conv1 [row class][column class][T][T][n1p] (int8: the integers)
+    b1: np.ndarray  # [row class * column classes + column class][n1p]: conv1's bias
+    m1: np.ndarray  # the same for int8's scale of the integer sum (1.0 in float)
+    lr_fast: np.ndarray  # lr, or uint32 pairs (lr[i], lr[i + 1]) in bf16, int32 quads in int8
+    # int8: 2 with a 16-bit input (lr_fast: quads of its high bytes, lr_lo: of its low
+    # bytes), else 1 (lr_lo unused)
+    passes: int
+    lr_lo: np.ndarray
+    k1_fast: np.ndarray  # k1, or pairs (K[.., tj, c], K[.., tj + 1, c]) in bf16, quads in int8
     n_col_classes: int
     row_class: np.ndarray
     row_base: np.ndarray
@@ -228,8 +246,8 @@ def _clamp(i, lo, hi):
 
 
 @njit(cache=True, inline="always")
-def _zero_2x8():
-    z = vzero()
+def _zero_2x8(x):
+    z = vzero_for(x)
     return (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
 
 
@@ -261,8 +279,8 @@ def _fma_2x8(x, i, weights, k, acc):
 
 
 @njit(cache=True, inline="always")
-def _zero_2x4():
-    z = vzero()
+def _zero_2x4(x):
+    z = vzero_for(x)
     return (z, z, z, z, z, z, z, z)
 
 
@@ -281,40 +299,100 @@ def _fma_2x4(x, i, weights, k, acc):
     )  # fmt: skip
 
 
-#: The block's zero accumulators and step, for this machine's shape (VECTORS x CHANNELS).
-_zero_block, _fma_block = (_zero_2x8, _fma_2x8) if CHANNELS == 8 else (_zero_2x4, _fma_2x4)
+@njit(cache=True, inline="always")
+def _shift_2x8(acc):
+    """Each accumulator times 256 (int8's 16-bit input: the high bytes' sums)."""
+    return (
+        vshl8(acc[0]), vshl8(acc[1]), vshl8(acc[2]), vshl8(acc[3]),
+        vshl8(acc[4]), vshl8(acc[5]), vshl8(acc[6]), vshl8(acc[7]),
+        vshl8(acc[8]), vshl8(acc[9]), vshl8(acc[10]), vshl8(acc[11]),
+        vshl8(acc[12]), vshl8(acc[13]), vshl8(acc[14]), vshl8(acc[15]),
+    )  # fmt: skip
 
 
-def _store_block(out, cb, acc, bias, relu, live, count, neg_centre, live_floor):
+@njit(cache=True, inline="always")
+def _shift_2x4(acc):
+    return (
+        vshl8(acc[0]), vshl8(acc[1]), vshl8(acc[2]), vshl8(acc[3]),
+        vshl8(acc[4]), vshl8(acc[5]), vshl8(acc[6]), vshl8(acc[7]),
+    )  # fmt: skip
+
+
+#: The block's zero accumulators, step and int8 shift, for this machine's shape (VECTORS x
+#: CHANNELS).
+_zero_block, _fma_block, _shift_block = (
+    (_zero_2x8, _fma_2x8, _shift_2x8) if CHANNELS == 8 else (_zero_2x4, _fma_2x4, _shift_2x4)
+)
+
+
+def _store_block(out, cb, acc, bias, scale, relu, live, count, neg_centre, live_floor):
     """Channels cb..cb+CHANNELS-1 of the block into ``out`` ([channel][PIXELS]).
 
     With ``relu``, stored as max(acc + bias, 0) (the layer's bias and ReLU, applied on the
-    way out), and each channel that is non-zero on some pixel of the block is appended to
-    ``live`` (from index ``count``; returns the new count): the next layer sums over those
+    way out; an int32 accumulator is first taken to float32 as acc * scale + bias), and each
+    channel that is non-zero on some pixel of the block is appended to ``live`` (from index
+    ``count``; returns the new count): the next layer sums over those
     only (see "sparse blocks" in the module docstring). One compare per channel, no branch.
     A uint32 ``out`` ([channel pair][PIXELS]) gets bf16 pairs of channels centred by adding
     ``neg_centre``, and ``live`` the pairs with a non-zero value or a ``live_floor`` of 1
     (:func:`_store_pairs`; Numba picks by ``out``'s type). float32 channels are not centred.
+    An int32 ``out`` ([channel quad][PIXELS]) gets uint8 quads (:func:`_store_quads`).
     """
     raise NotImplementedError("compiled only: see _store_block_for")
 
 
 @overload(_store_block)
-def _store_block_for(out, cb, acc, bias, relu, live, count, neg_centre, live_floor):
+def _store_block_for(out, cb, acc, bias, scale, relu, live, count, neg_centre, live_floor):
+    if out.dtype == numba.types.int32:
+        return _store_quads
     return _store_pairs if out.dtype == numba.types.uint32 else _store_floats
 
 
-def _store_pairs(out, cb, acc, bias, relu, live, count, neg_centre, live_floor):
+def _store_quads(out, cb, acc, bias, scale, relu, live, count, neg_centre, live_floor):
+    """:func:`_store_block` into uint8 quads of channels cb + c .. cb + c + 3: each
+    round(acc * scale + bias) clamped to 0..255 (the clamp at 0 is the ReLU); ``live`` gets
+    the quads with a non-zero value. (int8: ``scale`` and ``bias`` are the requantisation of
+    ``backends.int8``.)"""
+    for c in range(0, CHANNELS, 4):
+        m0 = vbroadcast_at(scale, cb + c)
+        m1 = vbroadcast_at(scale, cb + c + 1)
+        m2 = vbroadcast_at(scale, cb + c + 2)
+        m3 = vbroadcast_at(scale, cb + c + 3)
+        o0 = vbroadcast_at(bias, cb + c)
+        o1 = vbroadcast_at(bias, cb + c + 1)
+        o2 = vbroadcast_at(bias, cb + c + 2)
+        o3 = vbroadcast_at(bias, cb + c + 3)
+        # VECTORS is 2 (the register block): written out, as a list would live on the heap.
+        q0 = vpack_u8(
+            vdequant(acc[c], m0, o0), vdequant(acc[c + 1], m1, o1),
+            vdequant(acc[c + 2], m2, o2), vdequant(acc[c + 3], m3, o3),
+        )  # fmt: skip
+        i = CHANNELS + c
+        q1 = vpack_u8(
+            vdequant(acc[i], m0, o0), vdequant(acc[i + 1], m1, o1),
+            vdequant(acc[i + 2], m2, o2), vdequant(acc[i + 3], m3, o3),
+        )  # fmt: skip
+        vstore(out, (cb + c) // 4 * PIXELS, q0)
+        vstore(out, (cb + c) // 4 * PIXELS + W, q1)
+        peak = vor(q0, q1)
+        live[count] = (cb + c) // 4
+        count += _vany_nonzero(peak)
+    return count
+
+
+def _store_pairs(out, cb, acc, bias, scale, relu, live, count, neg_centre, live_floor):
     """:func:`_store_block` into bf16 pairs of channels (cb + c, cb + c + 1); always ReLU."""
     for c in range(0, CHANNELS, 2):
         b0 = vbroadcast_at(bias, cb + c)
         b1 = vbroadcast_at(bias, cb + c + 1)
+        s0 = vbroadcast_at(scale, cb + c)
+        s1 = vbroadcast_at(scale, cb + c + 1)
         n0 = vbroadcast_at(neg_centre, cb + c)
         n1 = vbroadcast_at(neg_centre, cb + c + 1)
         peak = vbroadcast_at(live_floor, (cb + c) // 2)
         for v in range(VECTORS):
-            lo = vrelu(vadd(acc[v * CHANNELS + c], b0))
-            hi = vrelu(vadd(acc[v * CHANNELS + c + 1], b1))
+            lo = vrelu(vdequant(acc[v * CHANNELS + c], s0, b0))
+            hi = vrelu(vdequant(acc[v * CHANNELS + c + 1], s1, b1))
             peak = vmax(peak, vmax(lo, hi))
             vstore(out, (cb + c) // 2 * PIXELS + v * W, vpack_bf16(vadd(lo, n0), vadd(hi, n1)))
         live[count] = (cb + c) // 2
@@ -322,18 +400,20 @@ def _store_pairs(out, cb, acc, bias, relu, live, count, neg_centre, live_floor):
     return count
 
 
-def _store_floats(out, cb, acc, bias, relu, live, count, neg_centre, live_floor):
+def _store_floats(out, cb, acc, bias, scale, relu, live, count, neg_centre, live_floor):
     """:func:`_store_block` into float32 channels."""
     for c in range(CHANNELS):
         if relu:
             b = vbroadcast_at(bias, cb + c)
+            m = vbroadcast_at(scale, cb + c)
         peak = vzero()
         for v in range(VECTORS):
-            value = acc[v * CHANNELS + c]
             if relu:
-                value = vrelu(vadd(value, b))
+                value = vrelu(vdequant(acc[v * CHANNELS + c], m, b))
                 peak = vmax(peak, value)
-            vstore(out, (cb + c) * PIXELS + v * W, value)
+                vstore(out, (cb + c) * PIXELS + v * W, value)
+            else:
+                vstore(out, (cb + c) * PIXELS + v * W, vfloat(acc[v * CHANNELS + c]))
         if relu:
             live[count] = cb + c  # kept only if it counts: no branch to mispredict
             count += vany_positive(peak)
@@ -342,30 +422,40 @@ def _store_floats(out, cb, acc, bias, relu, live, count, neg_centre, live_floor)
 
 @njit(cache=True)
 def _conv1_block(
-    lr, row_off, shift, k1, kbase, t_size, n1p, rows, cols, step, b1, out, cb, live, n,
-    neg_centre, live_floor,
+    lr, lr_lo, passes, row_off, shift, k1, kbase, t_size, n1p, rows, cols, step, b1, m1, out,
+    cb, live, n, neg_centre, live_floor,
 ):  # fmt: skip
     """conv1 + bias + ReLU for PIXELS pixels (one phase) and CHANNELS channels from ``cb``.
 
     ``row_off[ti] + shift`` is the flat index in ``lr`` of the first LR pixel of window row ti
     for pixel 0 of the block; ``kbase`` the index of K[rc, q, 0, 0, cb] in ``k1``. Only the
     window rows ``rows`` = [first, stop) and columns ``cols`` with non-zero weights are read,
-    ``step`` columns per multiply-add (2 with bf16 pairs: a pair past ``stop`` weighs 0).
-    Appends the channels that are non-zero somewhere to ``live[n:]``; returns the new count.
-    (``neg_centre``, ``live_floor``: :func:`_store_block`.)
+    ``step`` columns per multiply-add (2 with bf16 pairs, 4 with int8 quads: taps past
+    ``stop`` weigh 0). ``b1`` and ``m1``: the bias (and int8 scale) of this row and column
+    class. Appends the channels that are non-zero somewhere to ``live[n:]``; returns the new
+    count. (``neg_centre``, ``live_floor``: :func:`_store_block`.) int8 with a 16-bit input
+    (``passes`` = 2): the sums over the high bytes ``lr``, times 256, plus those over the low
+    bytes ``lr_lo``: the sum over the 16-bit values, exactly.
     """
-    acc = _zero_block()
-    for ti in range(rows[0], rows[1]):
-        src = row_off[ti] + shift
-        k = kbase + (ti * t_size + cols[0]) * n1p
-        for tj in range(cols[0], cols[1], step):
-            acc = _fma_block(lr, src + tj, k1, k, acc)
-            k += step * n1p
-    return _store_block(out, cb, acc, b1, True, live, n, neg_centre, live_floor)
+    acc = _zero_block(lr)
+    for p in range(passes):
+        x = lr
+        if p:
+            x = lr_lo
+            acc = _shift_block(acc)
+        for ti in range(rows[0], rows[1]):
+            src = row_off[ti] + shift
+            k = kbase + (ti * t_size + cols[0]) * n1p
+            for tj in range(cols[0], cols[1], step):
+                acc = _fma_block(x, src + tj, k1, k, acc)
+                k += step * n1p
+    return _store_block(out, cb, acc, b1, m1, True, live, n, neg_centre, live_floor)
 
 
 @njit(cache=True)
-def _dot_block(x, w, inputs, n_in, n_out, cb, bias, relu, out, live, n, neg_centre, live_floor):
+def _dot_block(
+    x, w, inputs, n_in, n_out, cb, bias, scale, relu, out, live, n, neg_centre, live_floor
+):
     """A 1x1 layer for PIXELS pixels and the CHANNELS outputs from ``cb``, summed over the
     input channels ``inputs[:n_in]`` of ``x`` ([channel][PIXELS]); then bias + ReLU if ``relu``.
 
@@ -375,11 +465,11 @@ def _dot_block(x, w, inputs, n_in, n_out, cb, bias, relu, out, live, n, neg_cent
     outputs that are non-zero somewhere go to ``live[n:]``; returns the new count.
     (``neg_centre``, ``live_floor``: :func:`_store_block`.)
     """
-    acc = _zero_block()
+    acc = _zero_block(x)
     for idx in range(n_in):
         i = inputs[idx]
         acc = _fma_block(x, i * PIXELS, w, i * n_out + cb, acc)
-    return _store_block(out, cb, acc, bias, relu, live, n, neg_centre, live_floor)
+    return _store_block(out, cb, acc, bias, scale, relu, live, n, neg_centre, live_floor)
 
 
 @njit(cache=True)
@@ -424,6 +514,8 @@ def _g_row(y, net, geo, ring, slot, scratch):
     # Main pass: every column as if interior, PIXELS pixels of one phase at a time.
     for q in range(scale):
         kq = (rc * geo.n_col_classes + q) * t_size * t_size * n1p
+        b1 = geo.b1[rc * geo.n_col_classes + q]
+        m1 = geo.m1[rc * geo.n_col_classes + q]
         cols = geo.col_span[q]
         for j0 in range(0, geo.lr_w, PIXELS):
             shift = j0 + geo.phase_col_base[q]
@@ -432,20 +524,20 @@ def _g_row(y, net, geo, ring, slot, scratch):
             n_live1 = 0
             for cb in range(0, n1p, CHANNELS):
                 n_live1 = _conv1_block(
-                    lr, row_off, shift, k1, kq + cb, t_size, n1p, rows, cols, net.pair1, net.b1,
-                    f1, cb, live1, n_live1, net.neg_c1, net.live_c1,
+                    lr, geo.lr_lo, geo.passes, row_off, shift, k1, kq + cb, t_size, n1p, rows,
+                    cols, net.pair1, b1, m1, f1, cb, live1, n_live1, net.neg_c1, net.live_c1,
                 )  # fmt: skip
             n_live2 = 0
             for cb in range(0, n2p, CHANNELS):
                 n_live2 = _dot_block(
-                    f1, net.w2_fast, live1, n_live1, n2p, cb, net.b2, True, f2, live2, n_live2,
-                    net.neg_c2, net.live_c2,
+                    f1, net.w2_fast, live1, n_live1, n2p, cb, net.b2, net.s2, True, f2, live2,
+                    n_live2, net.neg_c2, net.live_c2,
                 )  # fmt: skip
             blocked = nk - nk % CHANNELS
             for cb in range(0, blocked, CHANNELS):
                 _dot_block(
-                    f2, net.w3_fast, live2, n_live2, nkp, cb, net.b2, False, g, live2, 0,
-                    net.neg_c2, net.live_c2,
+                    f2, net.w3_fast, live2, n_live2, nkp, cb, net.b2, net.s2, False, g, live2,
+                    0, net.neg_c2, net.live_c2,
                 )  # fmt: skip
             for k in range(blocked, nk):
                 _tap_block(f2, net.w3_fast, live2, n_live2, nkp, k, g)
@@ -465,6 +557,8 @@ def _g_row(y, net, geo, ring, slot, scratch):
             continue
         cc = geo.col_class[x]
         kx = (rc * geo.n_col_classes + cc) * t_size * t_size * n1p
+        b1 = geo.b1[rc * geo.n_col_classes + cc]
+        m1 = geo.m1[rc * geo.n_col_classes + cc]
         for cv in range(0, n1p, W):
             acc = vzero()
             for ti in range(rows[0], rows[1]):
@@ -472,7 +566,9 @@ def _g_row(y, net, geo, ring, slot, scratch):
                     xs = _clamp(geo.col_base[x] + tj, 0, geo.lr_w - 1)
                     v = vbroadcast(lr[row_off[ti] + xs])
                     acc = vfma(v, vload(k1, kx + (ti * t_size + tj) * n1p + cv), acc)
-            value = vrelu(vadd(acc, vload(net.b1, cv)))
+            value = vfma(acc, vload(m1, cv), vload(b1, cv))
+            # int8: the activation's rounding to 0..255 (its clamp at 0 is the ReLU)
+            value = vround_u8(value) if net.pair1 == 4 else vrelu(value)
             if net.pair2 == 2:
                 value = vround_bf16(vadd(value, vload(net.neg_c1, cv)))
             vstore(pix1, cv, value)
@@ -480,7 +576,7 @@ def _g_row(y, net, geo, ring, slot, scratch):
             acc = vzero()
             for i in range(n1p):
                 acc = vfma(vbroadcast(pix1[i]), vload(net.w2, i * n2p + cv), acc)
-            value = vrelu(vadd(acc, vload(net.b2, cv)))
+            value = vrelu(vfma(acc, vload(net.s2, cv), vload(net.b2, cv)))
             if net.pair3 == 2:
                 value = vround_bf16(vadd(value, vload(net.neg_c2, cv)))
             vstore(pix2, cv, value)
@@ -599,11 +695,36 @@ def _centre_and_pair(lr, pairs, centre):
     pairs[n - 1] = bits[n - 1] >> 16
 
 
+@njit(cache=True)
+def _quantise_and_quad(lr, quads, quads_lo, passes):
+    """int8 input of conv1 (see ``int8.py``): ``lr`` becomes round(top * lr) clamped to
+    0..top, top = 255 (8-bit input, ``passes`` = 1) or 255 * 256 (16-bit, 2), ties to even,
+    the product in float64 as ``int8.quantise_input``; ``quads[i]`` holds the bytes (lr[i],
+    lr[i + 1], lr[i + 2], lr[i + 3]), the lowest first (0 past the end): of the high bytes
+    with a 16-bit input, whose low bytes go to ``quads_lo``."""
+    n = lr.size
+    top = 255.0 if passes == 1 else 255.0 * 256.0
+    for i in range(n):
+        lr[i] = min(max(np.rint(np.float64(lr[i]) * top), 0.0), top)
+    shift = 0 if passes == 1 else 8
+    for i in range(n):
+        quad = 0
+        low = 0
+        for k in range(min(4, n - i)):
+            value = np.int32(lr[i + k])
+            quad |= ((value >> shift) & 0xFF) << (8 * k)
+            low |= (value & 0xFF) << (8 * k)
+        quads[i] = quad
+        if passes == 2:
+            quads_lo[i] = low
+
+
 cache_restore(_saved_cache_dir)
 
 
-#: Scratch dtype of a layer's input, by values per lane: float32, or uint32 bf16 pairs.
-_DTYPES = {1: np.float32, 2: np.uint32}
+#: Scratch dtype of a layer's input, by values per lane: float32, uint32 bf16 pairs or int32
+#: int8 quads.
+_DTYPES = {1: np.float32, 2: np.uint32, 4: np.int32}
 
 
 def _pairs(array: np.ndarray, axis: int) -> np.ndarray:
@@ -614,6 +735,24 @@ def _pairs(array: np.ndarray, axis: int) -> np.ndarray:
     nxt = np.zeros_like(bits)
     nxt[..., :-1] = bits[..., 1:]
     return np.ascontiguousarray(np.moveaxis((bits >> 16) | (nxt & 0xFFFF0000), -1, axis))
+
+
+def _quads(array: np.ndarray, axis: int) -> np.ndarray:
+    """int8 quads along ``axis`` of a float32 array of integers in -128..255: element i of the
+    result (int32) holds elements i .. i + 3 as bytes, the lowest first (0 past the end), the
+    order ``vpdpbusd`` multiplies in."""
+    values = np.moveaxis(np.asarray(array), axis, -1).astype(np.int64) & 0xFF
+    quad = np.zeros(values.shape, np.int64)
+    for k in range(4):
+        shifted = np.zeros_like(values)
+        shifted[..., : values.shape[-1] - k] = values[..., k:]
+        quad |= shifted << (8 * k)
+    return np.ascontiguousarray(np.moveaxis(quad.astype(np.uint32).view(np.int32), -1, axis))
+
+
+def _channel_quads(matrix: np.ndarray) -> np.ndarray:
+    """[n_in][n_out] integers -> [n_in / 4][n_out] int32 quads of inputs."""
+    return _quads(matrix, 0)[::4].reshape(-1)
 
 
 def _channel_pairs(matrix: np.ndarray) -> np.ndarray:
@@ -650,6 +789,14 @@ def is_cached() -> bool:
     return any(folder.rglob("*_forward*.nbi")) and any(folder.rglob("cpu_pixels.*.nbi"))
 
 
+def amx_problem(precision: str, weights: SRCNNWeights) -> str | None:
+    """None where the AMX tile kernel (cpu_amx.py) runs ``precision`` for ``weights`` on this
+    CPU and OS, else why not (one line)."""
+    from . import cpu_amx  # it builds on this module's kernels: imported once both exist
+
+    return cpu_amx.amx_available(precision) or cpu_amx.unsupported(weights)
+
+
 class CpuBackend:
     """Fused Numba backend (see the module docstring). Buffers are cached per input size.
 
@@ -665,6 +812,7 @@ class CpuBackend:
         threads: int | None = None,
         precision: str = "fp32",
         bf16_layers: frozenset[str] | None = None,
+        int8_params: int8.Int8Params | None = None,
     ) -> None:
         arch = weights.arch
         self.weights = weights
@@ -686,19 +834,34 @@ class CpuBackend:
         )
         if bf16 and bf16_problem() is not None:
             raise BackendError(bf16_problem())
+        quantised = precision == "int8"
+        if quantised:
+            if int8_problem() is not None:
+                raise BackendError(int8_problem())
+            # conv1 and conv2 in int8; conv3's products in bf16 where the CPU has it (the
+            # faster of the two, where it keeps within the accuracy bar: int8.conv3_in_bf16),
+            # else float32.
+            conv3_bf16 = int8.conv3_in_bf16(weights.scale) and bf16_problem() is None
+            self.bf16_layers = frozenset({"conv3"}) if conv3_bf16 else frozenset()
+            pair1, pair2, pair3 = 4, 4, 2 if conv3_bf16 else 1
         # The fused kernel keeps conv2 per pixel, so it needs a 1x1 conv2 (every SRCNN in the
         # papers but 9-5-5/9-3-5). Others take the general path: the NumPy reference.
         self._general = None
-        if arch.f2 != 1 and bf16:
+        if arch.f2 != 1 and precision != "fp32":
             raise BackendError(
-                f"precision bf16 needs a 1x1 conv2 (the fused kernel); this model's conv2 is "
-                f"{arch.f2}x{arch.f2}"
+                f"precision {precision} needs a 1x1 conv2 (the fused kernel); this model's "
+                f"conv2 is {arch.f2}x{arch.f2}"
             )
         if arch.f2 != 1:
             from .reference import ReferenceBackend
 
             self._general = ReferenceBackend(weights)
             return
+        if quantised:
+            # The weights' own calibration (a WeightsError naming the file if they have none).
+            if int8_params is None:
+                int8_params = int8.params_for(weights)
+            weights = int8.network_weights(weights, int8_params)  # its refitted conv3
         self.scale = weights.scale
         self.threads = threads or numba.get_num_threads()
         n1p = round_up(arch.n1, max(W, CHANNELS))
@@ -723,6 +886,20 @@ class CpuBackend:
         c1, c2 = rounded_centres(weights, rounded_by(self.bf16_layers))
         b2, b3 = centred_biases(weights, c1, c2)
         neg_c1, neg_c2 = padded(-c1, (n1p,)), padded(-c2, (n2p,))
+        s2 = np.ones(n2p, np.float32)
+        self._int8 = None
+        self._input_bits = 8
+        if quantised:
+            # Padded channels: zero weights and biases, any scale (1.0) keep them at zero.
+            p = int8_params
+            self._input_bits = p.input_bits
+            self._int8 = p._replace(
+                s1=padded(p.s1, (n1p,)) + (np.arange(n1p) >= arch.n1),
+                step1=padded(p.step1, (n1p,)) + (np.arange(n1p) >= arch.n1),
+            )
+            w2 = padded(p.w2q, (n1p, n2p))
+            s2 = padded(p.s2, (n2p,))
+            b2 = p.b2
         self.net = _Net(
             t_size=window_size(self.scale, (arch.f1 - 1) // 2),
             n1p=n1p,
@@ -731,6 +908,7 @@ class CpuBackend:
             b1=padded(b1, (n1p,)),
             w2=w2.reshape(-1),
             b2=padded(b2, (n2p,)),
+            s2=s2,
             nk=nk,
             nkp=nkp,
             w3=w3.reshape(-1),
@@ -738,7 +916,7 @@ class CpuBackend:
             pair1=pair1,
             pair2=pair2,
             pair3=pair3,
-            w2_fast=_channel_pairs(w2) if pair2 == 2 else w2.reshape(-1),
+            w2_fast={1: w2.reshape(-1), 2: _channel_pairs(w2), 4: _channel_quads(w2)}[pair2],
             w3_fast=_channel_pairs(w3) if pair3 == 2 else w3.reshape(-1),
             neg_c1=neg_c1,
             live_c1=_pair_any(neg_c1),
@@ -746,6 +924,15 @@ class CpuBackend:
             live_c2=_pair_any(neg_c2),
         )
         self._plans: PlanCache = PlanCache()
+        # Intel AMX tiles run int8, and bf16 where all three layers are in bf16 (the tile
+        # kernel rounds every layer), when the CPU and the OS allow them (cpu_amx.py).
+        self._amx = None
+        # (The tile kernel runs int8's conv3 in bf16: only at the scales that do.)
+        tiles = self.bf16_layers == ALL_LAYERS or (quantised and conv3_bf16)
+        if tiles and amx_problem(precision, weights) is None:
+            from .cpu_amx import AmxBackend
+
+            self._amx = AmxBackend(weights, precision, int8_params, self.threads)
 
     def _plan(self, h: int, w: int) -> tuple[_Geometry, _Scratch]:
         """Geometry, folded weights and scratch buffers for an h x w input (cached)."""
@@ -758,8 +945,18 @@ class CpuBackend:
         cols = axis_geometry(w, s, arch.f1)
         k1 = fold_conv1(self.w1, rows, cols)  # (rc, cc, t, t, n1p)
         bf16 = net.pair1 == 2
+        classes = k1.shape[0] * k1.shape[1]
+        b1 = np.broadcast_to(net.b1, (classes, net.n1p))
+        m1 = np.ones((classes, net.n1p), np.float32)
         if bf16:
             k1 = round_bf16(k1)
+        if self._int8 is not None:  # the integers, and each class's rescaling (int8.py)
+            k1, m1, b1 = int8.conv1_tables(k1, net.b1, self._int8)
+            k1 = k1.astype(np.float32)
+            # A 16-bit input's sums are 256 times the 8-bit scale's (exact: a power of two).
+            m1 = m1 / np.float32(2 ** (self._input_bits - 8))
+        lr_fast = {1: None, 2: np.uint32, 4: np.int32}[net.pair1]
+        k1_fast = {1: k1, 2: _pairs(k1, 3), 4: _quads(k1, 3)}[net.pair1]
         width_blocks = round_up(w, PIXELS)
         lr_pad = t + 2
         lr_stride = lr_pad + width_blocks + t + PIXELS + 2
@@ -776,8 +973,13 @@ class CpuBackend:
             lr_w=w,
             scale=s,
             k1=k1.reshape(-1),
-            lr_fast=np.empty(h * lr_stride, np.uint32) if bf16 else lr,
-            k1_fast=_pairs(k1, 3).reshape(-1) if bf16 else k1.reshape(-1),
+            b1=np.ascontiguousarray(b1.reshape(classes, net.n1p), np.float32),
+            m1=np.ascontiguousarray(m1.reshape(classes, net.n1p), np.float32),
+            lr_fast=lr if lr_fast is None else np.empty(h * lr_stride, lr_fast),
+            passes=2 if self._input_bits == 16 else 1,
+            # (the type of lr_fast in every precision: one kernel signature)
+            lr_lo=np.empty(h * lr_stride if self._input_bits == 16 else 1, lr_fast or np.float32),
+            k1_fast=k1_fast.reshape(-1),
             n_col_classes=k1.shape[1],
             row_class=rows.classes,
             row_base=rows.base,
@@ -812,6 +1014,8 @@ class CpuBackend:
         """(H, W) float32 LR luma -> (sH, sW) float32 network output."""
         if self._general is not None:
             return self._general.upscale_luma(luma)
+        if self._amx is not None:
+            return self._amx.upscale_luma(luma)
         luma = np.ascontiguousarray(luma, dtype=np.float32)
         h, w = luma.shape
         if not CpuBackend._announced and not is_cached():
@@ -827,6 +1031,8 @@ class CpuBackend:
             _pad_lr(luma, geometry.lr, geometry.lr_stride, geometry.lr_pad)
             if self.net.pair1 == 2:
                 _centre_and_pair(geometry.lr, geometry.lr_fast, np.float32(CENTRE))
+            elif self.net.pair1 == 4:
+                _quantise_and_quad(geometry.lr, geometry.lr_fast, geometry.lr_lo, geometry.passes)
             scratch.counts[:] = 0
             _forward(self.net, geometry, scratch, out)
             blocks, live1, live2 = scratch.counts.sum(axis=0).tolist()

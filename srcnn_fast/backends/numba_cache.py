@@ -12,7 +12,24 @@ from pathlib import Path
 
 import numba
 
-from .simd import W
+from .simd import W, _host_features
+
+#: The instruction sets a kernel variant may use, by LLVM feature name, and the tag each adds
+#: to the cache folder's name.
+ISA_TAGS = {
+    "avx512bf16": "bf16",
+    "avx512vnni": "vnni",
+    "avxvnni": "avxvnni",
+    "amx-tile": "amx",
+}
+
+
+def isa_tag(features: dict[str, bool] | None = None) -> str:
+    """The optional instruction sets this CPU has, for the cache folder's name: e.g.
+    ``bf16-vnni`` on AMD Zen 4, ``bf16-vnni-avxvnni-amx`` on an Intel Xeon with AMX."""
+    features = _host_features() if features is None else features
+    return "-".join(tag for name, tag in ISA_TAGS.items() if features.get(name)) or "base"
+
 
 #: Numba's default (workqueue) threading layer aborts on concurrent parallel calls, and a
 #: backend's scratch buffers are shared by its calls: one kernel runs at a time per process
@@ -24,7 +41,9 @@ def cache_dir(install: Path | None = None) -> Path:
     """Per-user folder for the compiled kernels (so a read-only site-packages works).
 
     Under ``NUMBA_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/srcnn-fast`` (``~/.cache/...``),
-    one sub-folder per vector width, per version of the kernel sources and per install (the
+    one sub-folder per vector width and set of optional instruction sets (:func:`isa_tag`: a
+    bf16, VNNI or AMX build is never loaded on a CPU without them; Numba's own index is keyed
+    by the CPU's name and features too), per version of the kernel sources and per install (the
     package folder, ``install``: this one by default). Numba only notices edits to the module
     that defines a function, so a changed ``simd.py`` or ``polyphase.py`` must not meet machine
     code compiled from the old one; and Numba keys its index files by the source file's path,
@@ -40,7 +59,7 @@ def cache_dir(install: Path | None = None) -> Path:
     version = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
     install = (install or here.parent).resolve()
     where = hashlib.sha256(os.fsencode(install)).hexdigest()[:8]
-    return Path(root) / f"numba-w{W}-{version}-{where}"
+    return Path(root) / f"numba-w{W}-{isa_tag()}-{version}-{where}"
 
 
 def cache_here() -> str:
