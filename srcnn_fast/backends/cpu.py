@@ -420,7 +420,7 @@ def _store_floats(out, cb, acc, bias, scale, relu, live, count, neg_centre, live
     return count
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _conv1_block(
     lr, lr_lo, passes, row_off, shift, k1, kbase, t_size, n1p, rows, cols, step, b1, m1, out,
     cb, live, n, neg_centre, live_floor,
@@ -452,7 +452,7 @@ def _conv1_block(
     return _store_block(out, cb, acc, b1, m1, True, live, n, neg_centre, live_floor)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _dot_block(
     x, w, inputs, n_in, n_out, cb, bias, scale, relu, out, live, n, neg_centre, live_floor
 ):
@@ -472,7 +472,7 @@ def _dot_block(
     return _store_block(out, cb, acc, bias, scale, relu, live, n, neg_centre, live_floor)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _tap_block(f2, w3, inputs, n_in, nkp, k, out):
     """conv3's product for one tap ``k`` and the block's PIXELS pixels: the tap left over
     after blocks of CHANNELS (25 = 3 x 8 + 1, or 6 x 4 + 1), over the channels
