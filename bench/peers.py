@@ -9,13 +9,23 @@ Each peer is set up as its own users would set it up for speed on one frame size
 defaults (ONNX Runtime keeps its memory arena), the input shape fixed before compiling where the
 engine can use it (OpenVINO, TensorFlow), the latency settings its documentation recommends.
 Freeing memory between tests is the bench's job (each test builds a fresh runner and drops it).
+
+The int8 peers are post-training quantised as each engine's documentation shows, calibrated on
+crops of T91 (the network's training set, ``../shared/data/T91``; they are skipped without it)
+made into the network's input as inference makes it: OpenVINO's through NNCF (``nncf.quantize``),
+ONNX Runtime's through its own ``quantize_static``. Each quantises once per weights and scale in a
+session, the shape left dynamic, and is then fixed to the frame's shape like the float peers.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -97,6 +107,189 @@ def openvino_peer(weights: SRCNNWeights, shape: tuple[int, int], precision: str)
     # share_inputs: no copy of the plane in; the output is copied out of the request's buffer,
     # which the next call overwrites (as ONNX Runtime returns a fresh array).
     return lambda plane: request.infer({0: plane[None, None]}, share_inputs=True)[0][0, 0]
+
+
+#: The int8 peers' calibration images (beside the checkout, where tests/conftest.py finds them).
+T91 = Path(__file__).resolve().parents[2] / "shared" / "data" / "T91"
+#: Side of the square calibration crops of the upscaled plane: every T91 image is at least 78
+#: pixels on a side, so every image gives at least one.
+CALIBRATION_CROP = 72
+#: Calibration crops, spread evenly over all images: NNCF's default ``subset_size``.
+CALIBRATION_SAMPLES = 300
+#: CPU flags of 8-bit dot products that accumulate without saturating (VNNI, AMX): where one is
+#: present, both engines' guides quantise weights to the full 8-bit range (NNCF
+#: ``OverflowFix.DISABLE``, ONNX Runtime ``reduce_range=False``); without, to half of it where
+#: they say so (NNCF's default ``FIRST_LAYER``, ``reduce_range=True``).
+VNNI_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}
+
+
+class MissingData(RuntimeError):
+    """The calibration images are not there (the bench skips the peer with this message)."""
+
+
+def _has_vnni() -> bool:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: assume the saturating kind, as the engines do
+        return False
+    return any(
+        flag in VNNI_FLAGS
+        for line in text.splitlines()
+        if line.startswith("flags")
+        for flag in line.split()
+    )
+
+
+@functools.cache
+def calibration_planes(scale: int) -> tuple[np.ndarray, ...]:
+    """Up to :data:`CALIBRATION_SAMPLES` crops, :data:`CALIBRATION_CROP` square, of T91's
+    images made into the network's input at ``scale`` as training and inference make it (LR by
+    MATLAB's bicubic, studio-range luma, our bicubic upscale), spread evenly over the images."""
+    from srcnn_fast import imageops
+    from srcnn_fast.imagefile import IMAGE_EXTENSIONS, read_image
+
+    files = sorted(p for p in T91.glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise MissingData(f"int8 calibration images (T91) not found at {T91}")
+    side, crops = CALIBRATION_CROP, []
+    for path in files:
+        hr = read_image(path)
+        hr = hr[..., :3] if hr.ndim == 3 else hr
+        lr = imageops.matlab_downscale(hr, scale)
+        plane = imageops.bicubic_upscale(imageops.image_luma(imageops.to_float(lr)), scale)
+        height, width = plane.shape
+        crops += [
+            plane[y : y + side, x : x + side]
+            for y in range(0, height - side + 1, side)
+            for x in range(0, width - side + 1, side)
+        ]
+    chosen = np.linspace(0, len(crops) - 1, min(len(crops), CALIBRATION_SAMPLES))
+    return tuple(np.ascontiguousarray(crops[i]) for i in chosen.round().astype(int))
+
+
+@functools.cache
+def openvino_int8_model(model: bytes, scale: int):
+    """(the NNCF-quantised OpenVINO model of the ONNX graph ``model``, dynamic shape; seconds
+    NNCF took). The graph goes through ``ov.convert_model`` as OpenVINO's guide converts one
+    (``core.read_model`` keeps the ONNX importer's bias Reshape, behind which NNCF finds no bias
+    to correct: 36.7 dB against the float output on Set14 x3 instead of 48.2). Default preset
+    (symmetric, per-channel weights), ``subset_size`` the number of crops, and two advanced
+    parameters that change no speed, only the accuracy: ``OverflowFix.DISABLE`` where the CPU
+    has VNNI or AMX (:data:`VNNI_FLAGS`), and the global min/max of the activations
+    (``RangeEstimatorParametersSet.MINMAX``) for the mean over samples of each sample's extremes,
+    NNCF's default, that clips frames with more detail than T91's crops: the bench plane came
+    out 0.30 off in max |diff| with it, 0.07 without."""
+    import nncf
+    import openvino as ov
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "srcnn.onnx"
+        path.write_bytes(model)
+        converted = ov.convert_model(path)
+    samples = calibration_planes(scale)
+    advanced = AdvancedQuantizationParameters(
+        overflow_fix=OverflowFix.DISABLE if _has_vnni() else None,
+        activations_range_estimator_params=RangeEstimatorParametersSet.MINMAX,
+    )
+    start = time.perf_counter()
+    quantized = nncf.quantize(
+        converted,
+        nncf.Dataset(samples, lambda plane: plane[None, None]),
+        subset_size=len(samples),
+        advanced_parameters=advanced,
+    )
+    return quantized, time.perf_counter() - start
+
+
+def openvino_int8_peer(weights: SRCNNWeights, shape: tuple[int, int]) -> Runner:
+    """The NNCF-quantised model (:func:`openvino_int8_model`), reshaped to ``shape`` and compiled
+    as the float OpenVINO peers (``LATENCY`` hint, one infer request reused) with the plugin's
+    default inference precision for what stays in float, as a user of an int8 model has it.
+    Refused unless the compiled model runs every convolution in 8 bits."""
+    import openvino as ov
+
+    quantized, seconds = openvino_int8_model(onnx_model(weights), weights.scale)
+    model = quantized.clone()
+    model.reshape([1, 1, *shape])
+    compiled = ov.Core().compile_model(model, "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+    convs = [
+        str(op.get_rt_info()["runtimePrecision"].astype(str))
+        for op in compiled.get_runtime_model().get_ordered_ops()
+        if op.get_rt_info()["layerType"].astype(str) == "Convolution"
+    ]
+    if not convs or any(p not in ("u8", "i8") for p in convs):
+        raise RuntimeError(f"asked for int8, the CPU plugin runs its convolutions in {convs}")
+    request = compiled.create_infer_request()
+
+    def run(plane: np.ndarray) -> np.ndarray:
+        return request.infer({0: plane[None, None]}, share_inputs=True)[0][0, 0]
+
+    run.info = {
+        "calibration_s": seconds,
+        "calibration_samples": len(calibration_planes(weights.scale)),
+        "runtime_precision": convs,
+    }
+    return run
+
+
+@functools.cache
+def onnxruntime_int8_model(model: bytes, scale: int) -> tuple[bytes, float]:
+    """(the ONNX graph ``model`` quantised by ONNX Runtime's ``quantize_static``, seconds it
+    took) as its guide sets it up for a CPU: the model pre-processed (``quant_pre_process``,
+    ONNX's shape inference: the symbolic one needs SymPy, and this graph's shapes need no
+    more), QDQ format, per-channel int8 weights, uint8 activations, MinMax calibration through a
+    ``CalibrationDataReader`` over the T91 crops, ``reduce_range`` only without VNNI."""
+    from onnxruntime import quantization as q
+
+    samples = calibration_planes(scale)
+
+    class Reader(q.CalibrationDataReader):
+        def __init__(self) -> None:
+            self.planes = iter(samples)
+
+        def get_next(self) -> dict | None:
+            plane = next(self.planes, None)
+            return None if plane is None else {"luma": plane[None, None]}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source, ready, out = (Path(tmp) / name for name in ("f32.onnx", "pre.onnx", "int8.onnx"))
+        source.write_bytes(model)
+        start = time.perf_counter()
+        q.quant_pre_process(str(source), str(ready), skip_symbolic_shape=True)
+        q.quantize_static(
+            str(ready),
+            str(out),
+            Reader(),
+            quant_format=q.QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=not _has_vnni(),
+            activation_type=q.QuantType.QUInt8,
+            weight_type=q.QuantType.QInt8,
+        )
+        return out.read_bytes(), time.perf_counter() - start
+
+
+def onnxruntime_int8_peer(weights: SRCNNWeights, shape: tuple[int, int]) -> Runner:
+    """The statically quantised graph (:func:`onnxruntime_int8_model`) in a session set up as the
+    float ONNX Runtime peer's (its defaults: the graph optimisations fuse each DequantizeLinear
+    -> Conv -> QuantizeLinear into a QLinearConv)."""
+    import onnxruntime as ort
+
+    model, seconds = onnxruntime_int8_model(onnx_model(weights), weights.scale)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = THREADS
+    session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+    def run(plane: np.ndarray) -> np.ndarray:
+        return session.run(None, {"luma": plane[None, None]})[0][0, 0]
+
+    run.info = {
+        "calibration_s": seconds,
+        "calibration_samples": len(calibration_planes(weights.scale)),
+    }
+    return run
 
 
 def opencv_peer(weights: SRCNNWeights, shape: tuple[int, int]) -> Runner:
@@ -185,9 +378,9 @@ def cudnn_peer(weights: SRCNNWeights, channels_last: bool, fp16: bool = False) -
 
 @dataclass(frozen=True)
 class Peer:
-    """How to build a peer: the module that must import, the factory, the precision class it
-    computes in (its ratios are taken against ours of the same class) and whether it runs on a
-    GPU (compared with our GPU backend, not the CPU one)."""
+    """How to build a peer: the modules that must import (space-separated), the factory, the
+    precision class it computes in (its ratios are taken against ours of the same class) and
+    whether it runs on a GPU (compared with our GPU backend, not the CPU one)."""
 
     module: str
     factory: Factory
@@ -206,6 +399,8 @@ PEERS: dict[str, Peer] = {
     "onnxruntime": Peer("onnxruntime", onnxruntime_peer),
     "openvino-f32": Peer("openvino", lambda w, shape: openvino_peer(w, shape, "f32")),
     "openvino-bf16": Peer("openvino", lambda w, shape: openvino_peer(w, shape, "bf16"), "bf16"),
+    "openvino-int8": Peer("openvino nncf", openvino_int8_peer, "int8"),
+    "onnxruntime-int8": Peer("onnxruntime onnx", onnxruntime_int8_peer, "int8"),
     "tensorflow": Peer("tensorflow", tensorflow_peer),
     "tensorflow-xla": Peer("tensorflow", lambda w, shape: tensorflow_peer(w, shape, xla=True)),
     "opencv-dnn": Peer("cv2", opencv_peer),

@@ -40,6 +40,7 @@ OURS = {
     "cuda": ("cuda", "fp32"),
     "cpu": ("cpu", "fp32"),
     "cpu-bf16": ("cpu", "bf16"),
+    "cpu-int8": ("cpu", "int8"),
     "reference": ("reference", "fp32"),
     "cuda-fp16": ("cuda", "fp16"),
 }
@@ -108,6 +109,8 @@ def test_speed(benchmark, size: tuple[int, int], scale: int, impl: str) -> None:
         pixels=int(expected.size),
         max_diff=diff,
     )
+    # An int8 peer's calibration: how long it took (once per weights and scale), on what.
+    benchmark.extra_info.update(getattr(holder[0], "info", {}))
     if hasattr(backend, "last_work"):  # the CPU kernel's sparse blocks
         benchmark.extra_info["work"] = dict(backend.last_work)
     del got

@@ -90,8 +90,8 @@ class _EmulatedInt8:
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_int8_stays_within_three_hundredths_of_a_db(scale: int, data_dir) -> None:
-    # The shipped calibrations (measured with the kernel on a Zen 4: Set5 -0.026 / -0.021 /
-    # -0.010 dB, Set14 -0.005 / -0.013 / -0.007 at x2 / x3 / x4; docs/performance.md).
+    # The shipped calibrations (measured with the kernel on a Zen 4: Set5 -0.024 / -0.026 /
+    # -0.010 dB, Set14 -0.005 / -0.014 / -0.007 at x2 / x3 / x4: the README's table).
     fp32 = Upscaler(scale, backend="cpu")
     quantised = (
         Upscaler(scale, backend="cpu", precision="int8")
