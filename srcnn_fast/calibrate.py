@@ -8,7 +8,8 @@ What it does, in order (``backends/int8.py`` describes the arithmetic they feed)
 2. conv1's folded interior-phase weights rounded to int8 by GPTQ (Frantar et al. 2023): one
    tap at a time, each rounding's error pushed onto the taps not yet rounded, weighted by the
    covariance of the LR windows (centred at ``int8.CENTRE``) the filter sees. Rounding to
-   nearest cost 0.076 dB on Set5 x3 (16-bit input), GPTQ 0.018 (docs/performance.md).
+   nearest cost 0.064 dB on Set5 x3 (16-bit input, the rest as below), GPTQ 0.018
+   (docs/performance.md, "int8 on the CPU").
 3. conv1's clip values per channel: by each rule of :data:`CLIP_RULES` (percentiles of its
    output on these images, its maximum, the squared-error optimum), steps 4 and 5 follow,
    and the rule whose int8 network loses least against float32 on these images is kept.
@@ -16,7 +17,7 @@ What it does, in order (``backends/int8.py`` describes the arithmetic they feed)
    uint8 activations; conv2's bias absorbs the rounding's effect on the mean activation.
 5. conv3 refitted by least squares to the float network's output, fed the quantised conv2
    output: conv3 is linear, so this fine-tune with the quantisation in the loop has a closed
-   form (it halves the remaining loss: Set5 x3 8-bit input -0.044 -> -0.028 dB).
+   form (it halves what is left or better: Set5 x3 -0.018 -> -0.009 dB, 16-bit input).
 6. conv1's input bits: 8 where the whole int8 network then costs at most
    :data:`BUDGET_DB` PSNR on these images against float32, else 16 (two integer passes per
    conv1 tap quad, slower: x2's shipped weights need it).
