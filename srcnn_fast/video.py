@@ -80,6 +80,9 @@ class VideoSummary:
     frames: int = 0
     seconds: float = 0.0
     lost_frames: int = 0
+    #: Video streams that ended before their declared end: (stream index, seconds reached,
+    #: seconds declared).
+    short: list[tuple[int, float, float]] = field(default_factory=list)
     times: StageTimes = field(default_factory=StageTimes)
     notes: list[str] = field(default_factory=list)
     #: The weights each video stream got, and why ("video stream #0: clean weights (...)").
@@ -98,12 +101,20 @@ class VideoSummary:
         )
 
     def problem(self) -> str | None:
-        """The one line for frames that could not be decoded (None: all were)."""
-        if not self.lost_frames:
+        """The one line for a video that came out short: frames that could not be decoded, or
+        a stream that ended before its declared end (None: neither)."""
+        if not self.lost_frames and not self.short:
             return None
+        what = []
+        if self.lost_frames:
+            what.append(f"{self.lost_frames} frame(s) could not be decoded")
+        for index, reached, declared in self.short:
+            what.append(
+                f"video stream #{index} ended at {reached:.2f} s of the {declared:.2f} s declared"
+            )
         return (
-            f"{self.source}: {self.lost_frames} frame(s) could not be decoded (truncated or "
-            f"corrupt input); the {self.frames} that could are in {self.target}"
+            f"{self.source}: {'; '.join(what)} (truncated or corrupt input); the "
+            f"{self.frames} frames that decoded are in {self.target}"
         )
 
 
@@ -241,6 +252,43 @@ class _VideoOut:
     out_format: str = ""  # set by the encode stage from the first frame
     last_pts: int | None = None
     choice: WeightsChoice | None = None  # the weights, chosen before the pipeline starts
+    end: float | None = None  # seconds: where the last decoded frame ends
+    packet_end: float | None = None  # seconds: where the last demuxed packet ends
+
+
+#: How far (in frame periods) a video stream may end before its declared end: rounding of the
+#: declared duration, and the last frame's own duration where the container leaves it out.
+SHORT_FRAMES = 1.5
+
+
+def _declared_end(stream: Any) -> float | None:
+    """Where the container says a video stream ends (seconds), or None where it says nothing:
+    the stream's duration (MP4), or its Matroska DURATION tag ("HH:MM:SS.nnnnnnnnn")."""
+    base = float(stream.time_base or 0)
+    start = (stream.start_time or 0) * base
+    if stream.duration and base:
+        return start + stream.duration * base
+    tag = (stream.metadata or {}).get("DURATION", "")
+    match = re.fullmatch(r"(\d+):(\d\d):(\d\d(?:\.\d+)?)", tag.strip())
+    if match:
+        hours, minutes, seconds = match.groups()
+        return start + int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    return None
+
+
+def _check_end(index: int, video: _VideoOut, summary: VideoSummary) -> None:
+    """Record in ``summary`` a stream that ended early: before its declared end, or, where
+    the container declares none, before the end of its last packet."""
+    declared = _declared_end(video.source)
+    if declared is None:
+        declared = video.packet_end
+    rate = float(video.source.average_rate or 25)
+    if (
+        declared is not None
+        and video.end is not None
+        and declared - video.end > SHORT_FRAMES / rate
+    ):
+        summary.short.append((index, video.end, declared))
 
 
 def _decode_error_types(av: Any) -> tuple[type[BaseException], ...]:
@@ -505,6 +553,8 @@ def _transcode(
             # A packet that fails to decode is a frame lost; where the header gives the
             # frame count, frames that never arrived (a truncated file) are lost too.
             summary.lost_frames += max(video.errors, video.frames_expected - video.decoded)
+        for index, video in videos.items():
+            _check_end(index, video, summary)
         if summary.frames == 0:
             raise ImageError(f"{src}: no video frame could be decoded")
     except BaseException:
@@ -547,7 +597,11 @@ def _demux(
         if index in copied:
             yield ("packet", packet, index)
         elif index in videos:
-            yield from _decode(videos[index], packet, errors)
+            video = videos[index]
+            if packet.pts is not None and packet.time_base:
+                end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
+                video.packet_end = max(video.packet_end or end, end)
+            yield from _decode(video, packet, errors)
     for video in videos.values():
         yield from _decode(video, None, errors)
 
@@ -593,6 +647,10 @@ def _decode(video: _VideoOut, packet: Any, errors: tuple) -> Iterator[tuple]:
             step = 1 / (time_base * (video.source.average_rate or 25))
             pts = 0 if video.last_pts is None else video.last_pts + max(1, round(step))
         video.last_pts = pts
+        duration = float((frame.duration or 0) * time_base) or 1 / float(
+            video.source.average_rate or 25
+        )
+        video.end = max(video.end or 0.0, float(pts * time_base) + duration)
         yield (
             "frame",
             video.source.index,

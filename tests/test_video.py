@@ -369,6 +369,75 @@ def test_truncated_input_keeps_every_decodable_frame(tmp_path, tiny):
     assert len(after["frames"]) == summary.frames
 
 
+def _cut(tmp_path: Path, name: str, share: float = 0.6, **clip) -> Path:
+    """A 48-frame clip (1.92 s) whose file is cut after ``share`` of its bytes."""
+    whole = tmp_path / f"whole_{name}"
+    make_clip(whole, frames=48, **clip)
+    cut = tmp_path / name
+    cut.write_bytes(whole.read_bytes()[: int(whole.stat().st_size * share)])
+    return cut
+
+
+def test_a_truncated_matroska_file_is_reported_short(tmp_path, tiny, capsys):
+    # Issue 29: a cut mkv decodes cleanly up to the cut, and Matroska declares no frame count:
+    # its per-track DURATION tag (1.92 s) is what shows the frames that never came.
+    from srcnn_fast.cli import main
+    from srcnn_fast.video import upscale_video
+
+    src = _cut(tmp_path, "cut.mkv", codec="libx264")
+    dst = tmp_path / "cut_x2.mkv"
+    summary = upscale_video(src, dst, scale=2, weights=tiny(2), progress=False)
+    assert 0 < summary.frames < 48 and summary.short, summary
+    _, reached, declared = summary.short[0]
+    # (the last frame to arrive ends the stream; B-frames reorder, so not exactly frames x 40 ms)
+    assert declared == pytest.approx(1.92) and 0.5 < reached < 1.5, summary.short
+    line = summary.problem()
+    assert f"video stream #0 ended at {reached:.2f} s of the 1.92 s declared" in line, line
+    assert f"the {summary.frames} frames that decoded are in {dst}" in line and "\n" not in line
+    assert len(read_clip(dst)["frames"]) == summary.frames  # what decoded is kept, playable
+    dst.unlink()
+    code = main(["upscale", str(src), "-o", str(dst), "-w", str(tiny(2)), "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and "ended at" in err and err.count("\n") == 1, err
+    assert dst.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "clip"),
+    [
+        ("whole.mkv", {"codec": "libx264"}),
+        ("whole.mp4", {"codec": "libx264", "options": {"movflags": "faststart"}}),
+        ("whole.ts", {"codec": "libx264", "audio": False}),
+        ("vfr.mkv", {"codec": "ffv1", "pts": [0, 40, 50, 130, 400, 410]}),
+    ],
+)
+def test_complete_videos_are_not_reported_short(tmp_path, tiny, name, clip):
+    from srcnn_fast.video import upscale_video
+
+    make_clip(tmp_path / name, frames=48, **clip)
+    src, dst = tmp_path / name, tmp_path / f"up_{name}"
+    summary = upscale_video(src, dst, scale=2, weights=tiny(2), progress=False)
+    assert summary.problem() is None and not summary.short, summary.problem()
+
+
+def test_truncated_mp4_and_mpeg_ts_keep_what_decoded(tmp_path, tiny):
+    from srcnn_fast.video import upscale_video
+
+    # MP4 (faststart) declares its frames and duration: both show the loss.
+    src = _cut(tmp_path, "cut.mp4", codec="libx264", options={"movflags": "faststart"})
+    summary = upscale_video(src, tmp_path / "cut_x2.mp4", scale=2, weights=tiny(2),
+                            progress=False)  # fmt: skip
+    assert summary.lost_frames == 48 - summary.frames and summary.short
+    assert "could not be decoded; video stream #0 ended at" in summary.problem()
+    # MPEG-TS declares no duration: it is judged by its last packet, and a cut between
+    # packets leaves every packet that arrived decoded: nothing to report, nothing lost.
+    src = _cut(tmp_path, "cut.ts", codec="libx264", audio=False)
+    dst = tmp_path / "cut_x2.ts"
+    summary = upscale_video(src, dst, scale=2, weights=tiny(2), progress=False)
+    assert 0 < summary.frames < 48 and summary.problem() is None
+    assert len(read_clip(dst)["frames"]) == summary.frames
+
+
 def test_no_video_stream_and_not_a_video(tmp_path, tiny):
     from srcnn_fast.video import is_video, upscale_video
 
