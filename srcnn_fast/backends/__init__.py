@@ -68,14 +68,14 @@ def backend_details() -> dict[str, str]:
         import numba
 
         from .cpu import cache_dir, is_cached
-        from .cpu_amx import amx_available
+        from .cpu_amx import amx_available, amx_enabled
         from .simd import W, bf16_problem, int8_problem
 
         isa = {16: "AVX-512", 8: "AVX2/SSE"}.get(W, "generic")
         state = "compiled" if is_cached() else "not compiled yet (first use compiles)"
         bf16 = bf16_problem()
         bf16_state = "available (AVX512_BF16)" if bf16 is None else f"unavailable: {bf16}"
-        if bf16 is None and amx_available("bf16") is None:
+        if bf16 is None and amx_available("bf16") is None and amx_enabled() is None:
             bf16_state = "available (AMX tdpbf16ps where all layers are bf16, else AVX512_BF16)"
         int8 = int8_problem()
         vnni = "AVX512_VNNI" if W >= 16 else "AVX-VNNI"
@@ -85,7 +85,7 @@ def backend_details() -> dict[str, str]:
             if int8 is None
             else f"unavailable: {int8}"
         )
-        if int8 is None and amx_available("int8") is None:
+        if int8 is None and amx_available("int8") is None and amx_enabled() is None:
             int8_state = "available (AMX tdpbsud for conv1 and conv2, conv3 in AMX tdpbf16ps)"
         details["cpu"] = (
             f"Numba {numba.__version__}, {W}-lane SIMD ({isa}), {numba.get_num_threads()} "

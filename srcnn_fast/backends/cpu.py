@@ -794,7 +794,7 @@ def amx_problem(precision: str, weights: SRCNNWeights) -> str | None:
     CPU and OS, else why not (one line)."""
     from . import cpu_amx  # it builds on this module's kernels: imported once both exist
 
-    return cpu_amx.amx_available(precision) or cpu_amx.unsupported(weights)
+    return cpu_amx.amx_available(precision) or cpu_amx.unsupported(weights) or cpu_amx.amx_enabled()
 
 
 class CpuBackend:

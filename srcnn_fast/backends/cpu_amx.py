@@ -122,6 +122,7 @@ itself. bf16 here is every layer in bf16 (``bf16.ALL_LAYERS``); int8 always runs
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import numba
@@ -1054,6 +1055,20 @@ def unsupported(weights: SRCNNWeights) -> str | None:
                 f"{arch.f1} conv1 needs {t_size}x{t_size}"
             )
     return None
+
+
+#: The tile kernel has run only on its emulation (no AMX CPU has been lent to this project
+#: since it was written): the cpu backend takes it only where this is set to 1, so that an
+#: AMX machine runs the tested vector kernels until a session there has verified it
+#: (tests/test_cpu_amx.py's hardware test, then the bench).
+ENABLE_ENV = "SRCNN_FAST_AMX"
+
+
+def amx_enabled() -> str | None:
+    """None where the cpu backend may choose the tile kernel, else why not (one line)."""
+    if os.environ.get(ENABLE_ENV, "").strip() == "1":
+        return None
+    return f"the AMX kernel is not yet verified on AMX hardware ({ENABLE_ENV}=1 runs it)"
 
 
 def amx_available(precision: str) -> str | None:
