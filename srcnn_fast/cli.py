@@ -501,6 +501,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"  {name:<10} {state}")
     chosen, why = explain_auto()
     print(f"auto -> {chosen}: {why}; override with --backend or SRCNN_FAST_BACKEND")
+    from .video import video_support
+
+    print(f"video: {video_support()}")
     for scale in SHIPPED_SCALES:
         jpeg = shipped_jpeg_weights_path(scale)
         for kind, path in (("", shipped_weights_path(scale)), (" for JPEG inputs", jpeg)):

@@ -95,7 +95,8 @@ class VideoSummary:
     def line(self) -> str:
         decode, upscale, encode = (round(100 * share) for share in self.times.shares())
         return (
-            f"{self.source} -> {self.target}: {self.frames} frames in {self.seconds:.1f} s, "
+            f"{self.source} -> {self.target}: {_count(self.frames, 'frame')} in "
+            f"{self.seconds:.1f} s, "
             f"{self.fps:.1f} fps; bottleneck: decode {decode}%, upscale {upscale}%, "
             f"encode {encode}%"
         )
@@ -107,15 +108,39 @@ class VideoSummary:
             return None
         what = []
         if self.lost_frames:
-            what.append(f"{self.lost_frames} frame(s) could not be decoded")
+            what.append(f"{_count(self.lost_frames, 'frame')} could not be decoded")
         for index, reached, declared in self.short:
             what.append(
                 f"video stream #{index} ended at {reached:.2f} s of the {declared:.2f} s declared"
             )
         return (
             f"{self.source}: {'; '.join(what)} (truncated or corrupt input); the "
-            f"{self.frames} frames that decoded are in {self.target}"
+            f"{_count(self.frames, 'frame')} that decoded are in {self.target}"
         )
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 frame``, ``2 frames``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+#: Encoders `srcnn-fast info` looks for (the ones `--codec` is documented with).
+INFO_ENCODERS = ("libx264", "libx265", "libvpx-vp9", "libsvtav1", "ffv1", "mpeg4")
+
+
+def video_support() -> str:
+    """One line for `srcnn-fast info`: whether video works here, PyAV's and FFmpeg's
+    versions and which of :data:`INFO_ENCODERS` this FFmpeg has."""
+    try:
+        import av
+    except ImportError:
+        return "unavailable: PyAV is not installed (pip install 'srcnn-fast[video]')"
+    have = [name for name in INFO_ENCODERS if name in av.codecs_available]
+    ffmpeg = ".".join(str(part) for part in av.library_versions.get("libavcodec", ()))
+    return (
+        f"available (PyAV {av.__version__}, libavcodec {ffmpeg or '?'}); encoders: "
+        f"{', '.join(have) or 'none of ' + ', '.join(INFO_ENCODERS)}"
+    )
 
 
 def _av() -> Any:

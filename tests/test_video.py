@@ -451,9 +451,30 @@ def test_an_mp4_with_a_corrupt_packet_in_the_middle_keeps_the_rest(tmp_path, tin
     src.write_bytes(bytes(data))
     code = main(["upscale", str(src), "-o", str(dst), "-w", str(tiny(2)), "-q"])
     err = capsys.readouterr().err
-    assert code == 1 and "frame(s) could not be decoded" in err and err.count("\n") == 1, err
+    assert code == 1 and " could not be decoded" in err and err.count("\n") == 1, err
     frames = len(read_clip(dst)["frames"])
     assert 40 <= frames < 48, frames  # every frame around the bad packet is kept
+
+
+def test_counts_are_singular_for_one(tmp_path):
+    from srcnn_fast.video import VideoSummary
+
+    one = VideoSummary(tmp_path / "a.mkv", tmp_path / "b.mkv", frames=1, lost_frames=1)
+    assert ": 1 frame in " in one.line() and "1 frame could not be decoded" in one.problem()
+    assert "the 1 frame that decoded" in one.problem()
+    two = VideoSummary(tmp_path / "a.mkv", tmp_path / "b.mkv", frames=2, lost_frames=2)
+    assert ": 2 frames in " in two.line() and "2 frames could not be decoded" in two.problem()
+
+
+def test_info_says_whether_video_works(capsys, monkeypatch):
+    from srcnn_fast import video
+    from srcnn_fast.cli import main
+
+    assert main(["info"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("video: "))
+    assert f"available (PyAV {av.__version__}" in line and "libx264" in line, line
+    monkeypatch.setitem(sys.modules, "av", None)  # as without the video extra
+    assert video.video_support().startswith("unavailable: PyAV is not installed")
 
 
 def test_no_video_stream_and_not_a_video(tmp_path, tiny):
@@ -579,7 +600,7 @@ def test_cli_bad_videos_get_one_line_and_the_others_go_on(tmp_path, tiny):
     assert "Traceback" not in done.stderr
     assert len(lines) == 2, done.stderr
     assert lines[0].startswith(f"srcnn-fast: error: {text}: cannot read as video")
-    assert "frame(s) could not be decoded" in lines[1] and str(cut) in lines[1]
+    assert "frames could not be decoded" in lines[1] and str(cut) in lines[1]
     assert (tmp_path / "good_x2.mkv").is_file() and (tmp_path / "cut_x2.mp4").is_file()
     assert not (tmp_path / "notes_x2.mp4").exists()
 
