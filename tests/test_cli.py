@@ -227,3 +227,13 @@ def test_alpha_and_tile_options_reach_the_output(tmp_path: Path, tiny_weights: P
     untiled = (tmp_path / "a_x2.png").read_bytes()
     assert main([*argv, "--tile", "4"]) == 0
     assert (tmp_path / "a_x2.png").read_bytes() == untiled
+
+
+def test_a_precision_on_another_backend_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    # Issue 30: options that contradict each other exit 2 (docs/cli.md), not 1.
+    for precision, backend in (("fp16", "cpu"), ("bf16", "reference"), ("int8", "cuda")):
+        argv = ["upscale", str(SAMPLES / "butterfly.png"), "-o", str(tmp_path / "x.png")]
+        assert main([*argv, "--precision", precision, "--backend", backend]) == 2
+        err = capsys.readouterr().err
+        assert f"--precision {precision} runs on the" in err and err.count("\n") == 1, err
+    assert not list(tmp_path.iterdir())
