@@ -144,19 +144,19 @@ def _has_vnni() -> bool:
 def calibration_planes(scale: int) -> tuple[np.ndarray, ...]:
     """Up to :data:`CALIBRATION_SAMPLES` crops, :data:`CALIBRATION_CROP` square, of T91's
     images made into the network's input at ``scale`` as training and inference make it (LR by
-    MATLAB's bicubic, studio-range luma, our bicubic upscale), spread evenly over the images."""
+    MATLAB's bicubic, studio-range luma, our bicubic upscale), spread evenly over the images:
+    the LR planes our own int8 calibration uses (``srcnn_fast.calibrate``)."""
     from srcnn_fast import imageops
-    from srcnn_fast.imagefile import IMAGE_EXTENSIONS, read_image
+    from srcnn_fast.calibrate import calibration_images
+    from srcnn_fast.errors import DataError
 
-    files = sorted(p for p in T91.glob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
-    if not files:
-        raise MissingData(f"int8 calibration images (T91) not found at {T91}")
+    try:
+        images = calibration_images(T91, scale)
+    except DataError:
+        raise MissingData(f"int8 calibration images (T91) not found at {T91}") from None
     side, crops = CALIBRATION_CROP, []
-    for path in files:
-        hr = read_image(path)
-        hr = hr[..., :3] if hr.ndim == 3 else hr
-        lr = imageops.matlab_downscale(hr, scale)
-        plane = imageops.bicubic_upscale(imageops.image_luma(imageops.to_float(lr)), scale)
+    for lr, _ in images:
+        plane = imageops.bicubic_upscale(lr, scale)
         height, width = plane.shape
         crops += [
             plane[y : y + side, x : x + side]

@@ -190,26 +190,13 @@ def calibrate(
 def _calibrate(
     weights: SRCNNWeights, images: list[CalibrationImage], input_bits: int, data: str
 ) -> Int8Calibration:
-    ones = np.ones(weights.arch.n1)  # s1 does not depend on the clip values
-    s1, _ = int8.weight_scales(weights, ones)
+    s1 = conv1_scales(weights)
     w1q = conv1_integers(weights, [(im.lr, im.hr) for im in images], s1, input_bits)
-    # conv1's sums once per image, and its outputs at sampled pixels before the activation's
-    # own rounding (clip values of 255: activation units are output units).
-    unit = int8.int8_params(weights, ones * int8.ACT_MAX, w1q=w1q, input_bits=input_bits)
-    sums = [int8.conv1_sums(weights, im.lr, unit) for im in images]
-    z1 = np.concatenate([_conv1_sample(weights, s, unit) for s in sums])
+    sums, z1 = conv1_samples(weights, images, w1q, input_bits)
     best: tuple[float, str, int8.Int8Params] | None = None
     for rule in CLIP_RULES:
-        clip = clip_values(z1, rule)
-        a1 = np.clip(int8.round_even(z1 / clip * int8.ACT_MAX), 0, int8.ACT_MAX)
-        _, s2 = int8.weight_scales(weights, clip)
-        w2q = gptq(int8.conv2_weights(weights, clip), a1.T @ a1, s2)
-        params = int8.int8_params(
-            weights, clip, centre2=a1.mean(axis=0), w1q=w1q, w2q=w2q, input_bits=input_bits
-        )
-        f2s = [int8.conv2_from(int8.activations(weights, s, params), params) for s in sums]
-        w3, b3 = refit_conv3(weights, f2s, [im.exact for im in images])
-        params = params._replace(w3=w3, b3=b3)
+        params = conv2_params(weights, z1, clip_values(z1, rule), w1q, input_bits)
+        params, f2s = with_refitted_conv3(weights, images, sums, params)
         loss = psnr_loss(weights, images, f2s, params)
         if best is None or loss < best[0]:
             best = (loss, rule, params)
@@ -236,6 +223,56 @@ def _calibrate(
             "date": datetime.date.today().isoformat(),
         },
     )
+
+
+def conv1_scales(weights: SRCNNWeights) -> np.ndarray:
+    """conv1's per-channel weight scales (they do not depend on the clip values)."""
+    return int8.weight_scales(weights, np.ones(weights.arch.n1))[0]
+
+
+def conv1_samples(
+    weights: SRCNNWeights, images: list[CalibrationImage], w1q: np.ndarray, input_bits: int
+) -> tuple[list[int8.Conv1Sums], np.ndarray]:
+    """conv1's integer sums on each image, and its outputs at sampled pixels before the
+    activation's own rounding (with clip values of 255: activation units are output units)."""
+    ones = np.ones(weights.arch.n1)
+    unit = int8.int8_params(weights, ones * int8.ACT_MAX, w1q=w1q, input_bits=input_bits)
+    sums = [int8.conv1_sums(weights, im.lr, unit) for im in images]
+    return sums, np.concatenate([_conv1_sample(weights, s, unit) for s in sums])
+
+
+def conv2_params(
+    weights: SRCNNWeights,
+    z1: np.ndarray,
+    clip: np.ndarray,
+    w1q: np.ndarray,
+    input_bits: int,
+    conv2_gptq: bool = True,
+) -> int8.Int8Params:
+    """The int8 network for conv1's ``clip`` values: conv2's integers by GPTQ with the
+    covariance of the activations of ``z1`` (or rounded to nearest), and its bias corrected
+    for their mean."""
+    a1 = np.clip(int8.round_even(z1 / clip * int8.ACT_MAX), 0, int8.ACT_MAX)
+    w2q = None
+    if conv2_gptq:
+        _, s2 = int8.weight_scales(weights, clip)
+        w2q = gptq(int8.conv2_weights(weights, clip), a1.T @ a1, s2)
+    return int8.int8_params(
+        weights, clip, centre2=a1.mean(axis=0), w1q=w1q, w2q=w2q, input_bits=input_bits
+    )
+
+
+def with_refitted_conv3(
+    weights: SRCNNWeights,
+    images: list[CalibrationImage],
+    sums: list[int8.Conv1Sums],
+    params: int8.Int8Params,
+) -> tuple[int8.Int8Params, list[np.ndarray]]:
+    """``params`` with conv3 refitted (:func:`refit_conv3`), and the conv2 outputs it was
+    fitted to."""
+    f2s = [int8.conv2_from(int8.activations(weights, s, params), params) for s in sums]
+    w3, b3 = refit_conv3(weights, f2s, [im.exact for im in images])
+    return params._replace(w3=w3, b3=b3), f2s
 
 
 def refit_conv3(

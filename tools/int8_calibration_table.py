@@ -61,35 +61,21 @@ def main() -> None:
         cal.CalibrationImage(lr, hr, reference.upscale_luma(lr), 0.0)
         for lr, hr in cal.calibration_images(data / "T91", scale)
     ]
-    ones = np.ones(weights.arch.n1)
-    s1, _ = int8.weight_scales(weights, ones)
+    s1 = cal.conv1_scales(weights)
     fold = int8.interior_fold(weights)
     rounded = np.clip(int8.round_even(fold / s1), -int8.WEIGHT_MAX, int8.WEIGHT_MAX)
     gptq = cal.conv1_integers(weights, [(im.lr, im.hr) for im in images], s1, bits)
     print(f"x{scale}, {bits}-bit input: | calibration | Set5 | Set14 |")
     for w1_name, w1q in (("to nearest", rounded), ("GPTQ", gptq)):
-        unit = int8.int8_params(weights, ones * int8.ACT_MAX, w1q=w1q, input_bits=bits)
-        sums = [int8.conv1_sums(weights, im.lr, unit) for im in images]
-        z1 = np.concatenate([cal._conv1_sample(weights, s, unit) for s in sums])
+        sums, z1 = cal.conv1_samples(weights, images, w1q, bits)
         for rule in cal.CLIP_RULES:
             clip = cal.clip_values(z1, rule)
-            a1 = np.clip(int8.round_even(z1 / clip * int8.ACT_MAX), 0, int8.ACT_MAX)
-            _, s2 = int8.weight_scales(weights, clip)
             for w2_name in ("to nearest", "GPTQ"):
-                w2q = None
-                if w2_name == "GPTQ":
-                    w2q = cal.gptq(int8.conv2_weights(weights, clip), a1.T @ a1, s2)
-                params = int8.int8_params(
-                    weights, clip, a1.mean(axis=0), w1q=w1q, w2q=w2q, input_bits=bits
-                )
+                params = cal.conv2_params(weights, z1, clip, w1q, bits, w2_name == "GPTQ")
                 label = f"conv1 {w1_name}, conv2 {w2_name}, clip at the {rule}"
                 print(f"| {label} | {score(params)} |", flush=True)
                 if w1_name == "GPTQ" and w2_name == "GPTQ":
-                    f2s = [
-                        int8.conv2_from(int8.activations(weights, s, params), params) for s in sums
-                    ]
-                    w3, b3 = cal.refit_conv3(weights, f2s, [im.exact for im in images])
-                    refitted = params._replace(w3=w3, b3=b3)
+                    refitted, _ = cal.with_refitted_conv3(weights, images, sums, params)
                     print(f"| {label}, conv3 refitted | {score(refitted)} |", flush=True)
 
 

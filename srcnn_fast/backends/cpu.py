@@ -888,11 +888,9 @@ class CpuBackend:
         neg_c1, neg_c2 = padded(-c1, (n1p,)), padded(-c2, (n2p,))
         s2 = np.ones(n2p, np.float32)
         self._int8 = None
-        self._input_bits = 8
         if quantised:
             # Padded channels: zero weights and biases, any scale (1.0) keep them at zero.
             p = int8_params
-            self._input_bits = p.input_bits
             self._int8 = p._replace(
                 s1=padded(p.s1, (n1p,)) + (np.arange(n1p) >= arch.n1),
                 step1=padded(p.step1, (n1p,)) + (np.arange(n1p) >= arch.n1),
@@ -954,7 +952,9 @@ class CpuBackend:
             k1, m1, b1 = int8.conv1_tables(k1, net.b1, self._int8)
             k1 = k1.astype(np.float32)
             # A 16-bit input's sums are 256 times the 8-bit scale's (exact: a power of two).
-            m1 = m1 / np.float32(2 ** (self._input_bits - 8))
+            m1 = m1 / np.float32(2 ** (self._int8.input_bits - 8))
+        # int8 with a 16-bit input: two passes over conv1 (high bytes, then low bytes).
+        passes = 2 if self._int8 is not None and self._int8.input_bits == 16 else 1
         lr_fast = {1: None, 2: np.uint32, 4: np.int32}[net.pair1]
         k1_fast = {1: k1, 2: _pairs(k1, 3), 4: _quads(k1, 3)}[net.pair1]
         width_blocks = round_up(w, PIXELS)
@@ -976,9 +976,9 @@ class CpuBackend:
             b1=np.ascontiguousarray(b1.reshape(classes, net.n1p), np.float32),
             m1=np.ascontiguousarray(m1.reshape(classes, net.n1p), np.float32),
             lr_fast=lr if lr_fast is None else np.empty(h * lr_stride, lr_fast),
-            passes=2 if self._input_bits == 16 else 1,
+            passes=passes,
             # (the type of lr_fast in every precision: one kernel signature)
-            lr_lo=np.empty(h * lr_stride if self._input_bits == 16 else 1, lr_fast or np.float32),
+            lr_lo=np.empty(h * lr_stride if passes == 2 else 1, lr_fast or np.float32),
             k1_fast=k1_fast.reshape(-1),
             n_col_classes=k1.shape[1],
             row_class=rows.classes,
