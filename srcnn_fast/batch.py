@@ -26,6 +26,7 @@ from .imagefile import (
     write_image_bands,
 )
 from .jobs import Job, TargetRules, failure_message
+from .jpeg import image_hint
 
 if TYPE_CHECKING:
     from .infer import Upscaler
@@ -160,11 +161,11 @@ def run_jobs(
     def upscale(job: Job, image: np.ndarray, metadata: Metadata) -> Future:
         channels = 1 if image.ndim == 2 else image.shape[2]
         check_writable_format(job.target, channels, image.dtype)  # before the work
-        # source: "auto" picks the weights by what the file is (a JPEG's own quality).
+        # The hint: "auto" picks the weights by what the file is (a JPEG's own quality).
         if upscaler.tile_size(image) == 0:
-            return io.submit(save, job, upscaler(image, source=job.source), metadata)
+            return io.submit(save, job, upscaler(image, hint=image_hint(job.source)), metadata)
         make_folder(job)
-        bands = upscaler.upscale_bands(image, source=job.source)
+        bands = upscaler.upscale_bands(image, hint=image_hint(job.source))
         shape = upscaler.output_shape(image)
         write_image_bands(job.target, shape, image.dtype, bands, overwrite, metadata)
         done: Future = Future()

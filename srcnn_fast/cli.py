@@ -21,9 +21,9 @@ from . import __version__
 from .backends import BACKEND_NAMES, PRECISIONS
 from .batch import DEFAULT_MAX_PIXELS
 from .errors import SrcnnError, UsageError
-from .jpeg import DEGRADATIONS, JPEG_AUTO_THRESHOLDS
 from .train import TrainConfig
 from .train.config import Check, about
+from .weights_choice import DEGRADATIONS, JPEG_AUTO_THRESHOLDS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -56,7 +56,7 @@ def _thresholds() -> str:
 
 def _qp_thresholds() -> str:
     """The video auto thresholds as help text: "H.264 QP 29.5 at x2, ...; VP9 q-index ..."."""
-    from .video_quantiser import QP_THRESHOLDS, quantiser_name
+    from .weights_choice import QP_THRESHOLDS, quantiser_name
 
     return "; ".join(
         " ".join(quantiser_name(codec))
@@ -150,6 +150,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from .imagefile import IMAGE_EXTENSIONS
     from .infer import Upscaler
     from .jobs import check_output_option, collect_jobs
+    from .jpeg import image_hint
     from .video import is_media
 
     if args.ray is not None:
@@ -201,7 +202,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
     def done(job) -> None:
         if args.verbose:  # the choice "auto" made for this file, and why
-            print(f"{job.source} -> {job.target}: {upscaler.weights_for(job.source)}")
+            choice = upscaler.weights_for(image_hint(job.source))
+            print(f"{job.source} -> {job.target}: {choice}")
         elif not args.quiet and not sys.stderr.isatty():
             print(f"{job.source} -> {job.target}")
 
@@ -245,6 +247,7 @@ def _upscale_videos(jobs: list, upscaler: Any, args: argparse.Namespace) -> int:
                 preset=args.preset,
                 overwrite=args.overwrite,
                 progress=False if args.quiet else None,
+                on_weights=functools.partial(_say_weights, job) if args.verbose else None,
             )
         except SrcnnError as exc:
             _error(str(exc))
@@ -257,9 +260,6 @@ def _upscale_videos(jobs: list, upscaler: Any, args: argparse.Namespace) -> int:
             continue
         for note in summary.notes:
             print(f"srcnn-fast: warning: {note}", file=sys.stderr)
-        if args.verbose:  # the choice "auto" made for each stream, and why
-            for line in summary.weights:
-                print(f"{job.source} -> {job.target}: {line}")
         if summary.problem():
             _error(summary.problem())
             failed += 1
@@ -268,6 +268,12 @@ def _upscale_videos(jobs: list, upscaler: Any, args: argparse.Namespace) -> int:
                 f"srcnn-fast: {summary.line()} ({upscaler.backend_name} backend)", file=sys.stderr
             )
     return failed
+
+
+def _say_weights(job: Any, line: str) -> None:
+    """``-v``: a video stream's weights and why, on stderr as soon as they are chosen (before
+    the first frame), so that a long run with the wrong weights can be stopped early."""
+    print(f"srcnn-fast: {job.source} -> {job.target}: {line}", file=sys.stderr, flush=True)
 
 
 def _upscale_on_ray(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from . import imageops
 from .errors import DataError
 from .imagefile import decode_image, read_image
 from .infer import Upscaler
-from .jpeg import jpeg_bytes
+from .jpeg import image_hint, jpeg_bytes
 
 ImageUpscaler = Callable[[np.ndarray], np.ndarray]
 
@@ -189,7 +189,7 @@ def evaluate(
             lr = decode_image(source, f"{pair.lr} as JPEG q={jpeg_quality}")[0]
         row = EvalRow(pair.name)
         for method, run in methods.items():
-            out = run(lr, source=source) if isinstance(run, Upscaler) else run(lr)
+            out = run(lr, hint=image_hint(source)) if isinstance(run, Upscaler) else run(lr)
             if out.shape != hr.shape:
                 raise DataError(
                     f"{pair.lr}: upscaled to {out.shape}, but {pair.hr.name} is {hr.shape}"

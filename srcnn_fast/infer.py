@@ -20,13 +20,14 @@ iterable of frames or planes with decoding, upscaling and consuming overlapped.
 
 JPEG inputs: with the shipped weights, a scale that also ships JPEG-aware weights
 (``srcnn_x{S}_jpeg.npz``, trained on JPEG-compressed LR images) has two sets, and
-``degradation=`` picks between them ("auto", "clean" or "jpeg"; per call too). "auto" uses the
-JPEG-aware weights for a JPEG file (``source=``) whose estimated quality
-(:func:`srcnn_fast.jpeg.estimate_quality`) is at most the scale's threshold
-(:func:`srcnn_fast.jpeg.auto_threshold`: 88), and the clean
-ones for everything else: lossless files, higher qualities and bare arrays, whose history it
-cannot know (a caller that does, e.g. frames from a video decoder, passes ``degradation=``).
-Video streams are judged by their quantiser instead (:meth:`Upscaler.weights_for_video`).
+``degradation=`` picks between them ("auto", "clean" or "jpeg"; per call too). "auto" follows
+the rules of :mod:`srcnn_fast.weights_choice` on a hint about the input, measured by the code
+that reads it: ``hint=`` an :class:`~srcnn_fast.weights_choice.ImageHint` for an image file
+(:func:`srcnn_fast.jpeg.image_hint`: the JPEG-aware weights for a JPEG of quality at most the
+scale's threshold, 88), a stream's codec and mean quantiser for video
+(:meth:`Upscaler.weights_for_video`), and the clean weights for bare arrays, whose history it
+cannot know (a caller that does passes ``degradation=``). This module reads no file but
+weights, and imports no video code.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -43,8 +43,14 @@ import numpy as np
 from . import imageops, pipeline, tiling
 from .backends import BACKEND_ENV, Backend, create_backend
 from .errors import ImageError, WeightsError
-from .jpeg import DEGRADATIONS, auto_threshold
 from .model import SRCNNWeights
+from .weights_choice import (
+    DEGRADATIONS,
+    ImageHint,
+    WeightsChoice,
+    choose_for_image,
+    choose_for_video,
+)
 
 __all__ = [
     "DEGRADATIONS",
@@ -61,7 +67,6 @@ SHIPPED_SCALES = (2, 3, 4)
 DEFAULT_SCALE = 2
 
 WeightsLike = SRCNNWeights | str | os.PathLike[str] | None
-SourceLike = str | os.PathLike[str] | bytes | None
 
 #: Working memory per output pixel, in bytes, of the widest step of the pipeline (float32
 #: planes for luma, chroma, alpha and their conversions; measured peak for RGBA: ~60).
@@ -109,35 +114,12 @@ def shipped_jpeg_weights_path(scale: int) -> Path | None:
     return path if path.is_file() else None
 
 
-@dataclass(frozen=True)
-class WeightsChoice:
-    """Which weights an input gets, and why (``upscale -v`` prints it)."""
-
-    #: "clean" or "jpeg": which shipped weights; "given": the upscaler's own (``weights=``).
-    weights: str
-    #: Why, in words: "JPEG quality 60 <= 85", "PNG, not a JPEG", "asked for jpeg" ...
-    reason: str
-
-    def __str__(self) -> str:
-        kind = {"jpeg": "JPEG-aware weights", "clean": "clean weights"}.get(self.weights)
-        return f"{kind} ({self.reason})" if kind else f"the weights given ({self.reason})"
-
-
 def _check_degradation(degradation: object) -> str:
     if degradation not in DEGRADATIONS:
         raise ImageError(
             f"degradation must be one of {', '.join(DEGRADATIONS)}, not {degradation!r}"
         )
     return str(degradation)
-
-
-def _source_kind(source: SourceLike) -> str:
-    """A file's kind for a message: its extension, upper case ("PNG"), or "an array"."""
-    if source is None:
-        return "an array"
-    if isinstance(source, bytes):
-        return "a non-JPEG file"
-    return (Path(source).suffix.lstrip(".").upper() or "a non-JPEG file").replace("JPG", "JPEG")
 
 
 def load_weights(weights: WeightsLike, scale: int | None) -> SRCNNWeights:
@@ -251,45 +233,25 @@ class Upscaler:
         return self._jpeg_weights is not None
 
     def weights_for(
-        self, source: SourceLike = None, degradation: str | None = None
+        self, hint: ImageHint | None = None, degradation: str | None = None
     ) -> WeightsChoice:
-        """The weights an input gets, and why. ``source``: the file the pixels came from (a
-        path or its bytes), whose JPEG quantisation tables "auto" reads; ``degradation``:
-        this input's hint, replacing the upscaler's own."""
+        """The weights an image gets, and why. ``hint``: what the file code measured about the
+        file the pixels came from (:func:`srcnn_fast.jpeg.image_hint`; None: a bare array);
+        ``degradation``: this input's own setting, replacing the upscaler's."""
+        if hint is not None and not isinstance(hint, ImageHint):
+            raise TypeError(
+                f"hint must be an ImageHint (srcnn_fast.jpeg.image_hint(path)), "
+                f"not {type(hint).__name__}"
+            )
         forced = self._forced_choice(degradation)
-        if forced is not None:
-            return forced
-        from .jpeg import estimate_quality  # Pillow, only when a file is asked about
-
-        quality = None if source is None else estimate_quality(source)
-        if quality is None:
-            return WeightsChoice("clean", f"{_source_kind(source)}, not a JPEG")
-        threshold = auto_threshold(self.scale)
-        if quality <= threshold:
-            return WeightsChoice("jpeg", f"JPEG quality {quality} <= {threshold}")
-        return WeightsChoice("clean", f"JPEG quality {quality} > {threshold}")
+        return forced if forced is not None else choose_for_image(hint, self.scale)
 
     def weights_for_video(self, codec: str, mean_qp: float | None) -> WeightsChoice:
-        """The weights a video stream's frames get, and why: under "auto", the JPEG-aware
-        ones for an H.264 or VP9 stream whose mean quantiser over its first frames
-        (:mod:`srcnn_fast.video_quantiser`) reaches the threshold for its codec and the scale,
-        the clean ones for finer quantisers and for codecs whose quantiser is not read."""
+        """The weights a video stream's frames get, and why: ``codec`` (PyAV's decoder name)
+        and the mean quantiser of its first frames, as the video code read it
+        (:func:`srcnn_fast.video_quantiser.first_frames_mean_qp`; None: not read)."""
         forced = self._forced_choice(None)
-        if forced is not None:
-            return forced
-        from .video_quantiser import QP_THRESHOLDS, qp_threshold, quantiser_name
-
-        name, unit = quantiser_name(codec)
-        if codec not in QP_THRESHOLDS:
-            return WeightsChoice("clean", f"{codec} video: its quantiser is not read")
-        threshold = qp_threshold(codec, self.scale)
-        if threshold is None:
-            return WeightsChoice("clean", f"no {name} {unit} threshold measured for x{self.scale}")
-        if mean_qp is None:
-            return WeightsChoice("clean", f"{name} video without exported {unit}s")
-        if mean_qp >= threshold:
-            return WeightsChoice("jpeg", f"{name} mean {unit} {mean_qp:.1f} >= {threshold:g}")
-        return WeightsChoice("clean", f"{name} mean {unit} {mean_qp:.1f} < {threshold:g}")
+        return forced if forced is not None else choose_for_video(codec, mean_qp, self.scale)
 
     def _forced_choice(self, degradation: str | None) -> WeightsChoice | None:
         """The choice when nothing about the input matters (weights given, a degradation
@@ -314,12 +276,12 @@ class Upscaler:
         image: np.ndarray,
         tile: int | None = None,
         degradation: str | None = None,
-        source: SourceLike = None,
+        hint: ImageHint | None = None,
     ) -> np.ndarray:
         """Upscale one image (tiled when it is large; see ``tile`` in the class docstring).
-        ``degradation`` and ``source``: this input's hint and file (:meth:`weights_for`)."""
+        ``degradation`` and ``hint``: this input's setting and file hint (:meth:`weights_for`)."""
         image = check_image(image)
-        backend = self.backend_for(self.weights_for(source, degradation))
+        backend = self.backend_for(self.weights_for(hint, degradation))
         tile = self.tile_size(image, tile)
         if tile == 0:
             return self._upscale_whole(image, backend)
@@ -333,11 +295,11 @@ class Upscaler:
         image: np.ndarray,
         tile: int | None = None,
         degradation: str | None = None,
-        source: SourceLike = None,
+        hint: ImageHint | None = None,
     ) -> Iterator[np.ndarray]:
         """The upscaled image as consecutive bands of rows, computed one band at a time."""
         image = check_image(image)
-        backend = self.backend_for(self.weights_for(source, degradation))
+        backend = self.backend_for(self.weights_for(hint, degradation))
         tile = self.tile_size(image, tile)
         if tile == 0:
             yield self._upscale_whole(image, backend)

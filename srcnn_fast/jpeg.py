@@ -13,24 +13,11 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import numpy as np
 
-#: What an input went through, for the choice of weights (:class:`srcnn_fast.infer.Upscaler`):
-#: "auto" decides per file, "clean" and "jpeg" force a choice.
-DEGRADATIONS = ("auto", "clean", "jpeg")
-#: "auto" uses the JPEG-aware weights for JPEG files of this estimated quality or lower, by
-#: scale: the highest quality up to which they beat the clean weights on the T91 hold-out
-#: (tools/jpeg_threshold.py, docs/training.md).
-JPEG_AUTO_THRESHOLDS = {2: 88, 3: 88, 4: 88}
-#: The threshold of a scale not measured (JPEG-aware weights of one's own, ``jpeg_weights=``).
-JPEG_AUTO_THRESHOLD = 85
-
-
-def auto_threshold(scale: int) -> int:
-    """The highest estimated JPEG quality for which "auto" picks the JPEG-aware weights."""
-    return JPEG_AUTO_THRESHOLDS.get(scale, JPEG_AUTO_THRESHOLD)
-
+from .weights_choice import ImageHint
 
 #: The IJG standard luminance quantisation table (quality 50), in natural (row-major) order.
 STD_LUMA_TABLE = np.array(
@@ -87,6 +74,18 @@ def estimate_quality(source: str | os.PathLike[str] | bytes) -> int | None:
         return None
     # Pillow (since 8.3) gives the tables in natural order, as the file's zigzag is undone.
     return quality_from_table(np.asarray(tables[0], np.int64))
+
+
+def image_hint(source: str | os.PathLike[str] | bytes) -> ImageHint:
+    """What the choice of weights (:mod:`srcnn_fast.weights_choice`) needs to know about an
+    image file: its kind for a message ("PNG"; "a non-JPEG file" for bytes or a name without
+    an extension) and the quality it was written at where it is a JPEG."""
+    if isinstance(source, bytes):
+        kind = "a non-JPEG file"
+    else:
+        suffix = Path(source).suffix.lstrip(".").upper()
+        kind = (suffix or "a non-JPEG file").replace("JPG", "JPEG")
+    return ImageHint(kind, estimate_quality(source))
 
 
 def jpeg_bytes(image: np.ndarray, quality: int) -> bytes:

@@ -20,7 +20,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -34,7 +34,8 @@ from .pipeline import StageTimes, pipelined
 from .video_quantiser import first_frames_mean_qp
 
 if TYPE_CHECKING:
-    from .infer import Upscaler, WeightsChoice
+    from .infer import Upscaler
+    from .weights_choice import WeightsChoice
 
 __all__ = ["VideoSummary", "is_media", "is_video", "upscale_video", "video_encoder"]
 
@@ -414,6 +415,7 @@ def upscale_video(
     overlap: bool = True,
     depth: int = 3,
     progress: bool | None = None,
+    on_weights: Callable[[str], None] | None = None,
 ) -> VideoSummary:
     """Upscale every video stream of ``src`` into ``dst``, copying the other streams.
 
@@ -421,7 +423,10 @@ def upscale_video(
     (default: the input's where this FFmpeg can encode it, else libx264); ``crf``/``preset``
     override the encoder's defaults. ``overlap=False`` runs decode, upscale and encode one
     after another (for comparison); ``depth`` is the number of frames each queue holds.
-    ``progress``: a bar on stderr (None: when stderr is a terminal). Returns a
+    ``progress``: a bar on stderr (None: when stderr is a terminal). ``on_weights`` is called
+    with each video stream's weights line as soon as the choice is made, before the first
+    frame is upscaled (``upscale -v`` prints it then, so a wrong choice can be stopped early;
+    the lines are in the summary's ``weights`` too). Returns a
     :class:`VideoSummary`; frames that could not be decoded are counted in it, not raised.
     Problems with the file raise :class:`~srcnn_fast.errors.SrcnnError` with one line, and
     leave no output and no temporary file.
@@ -462,6 +467,7 @@ def upscale_video(
                 overlap,
                 depth,
                 progress,
+                on_weights,
             )
     summary.seconds = time.perf_counter() - started
     return summary
@@ -480,6 +486,7 @@ def _transcode(
     overlap: bool,
     depth: int,
     progress: bool | None,
+    on_weights: Callable[[str], None] | None,
 ) -> None:
     src = summary.source
     # The output's extension picks the muxer; a name without one (a video found by probing,
@@ -521,7 +528,7 @@ def _transcode(
             out.set_chapters(chapters)
         for stream in container.streams.video:
             stream.thread_type = "AUTO"  # frame threads: decode keeps up on every core
-        _choose_weights(src, videos, upscaler, summary)
+        _choose_weights(src, videos, upscaler, summary, on_weights)
 
         total = sum(v.frames_expected for v in videos.values()) or None
         bar = _progress_bar(progress, total, src)
@@ -632,17 +639,24 @@ def _demux(
 
 
 def _choose_weights(
-    src: Path, videos: dict[int, _VideoOut], upscaler: Upscaler, summary: VideoSummary
+    src: Path,
+    videos: dict[int, _VideoOut],
+    upscaler: Upscaler,
+    summary: VideoSummary,
+    on_weights: Callable[[str], None] | None,
 ) -> None:
     """Each video stream's weights (:meth:`Upscaler.weights_for_video`), from the mean QP of
     its first frames where the choice depends on it (read by a decoder of its own, before
-    the pipeline starts), and a line for each in ``summary.weights``."""
+    the pipeline starts), and a line for each in ``summary.weights``, handed to
+    ``on_weights`` at once."""
     codecs = {index: video.source.codec_context.name for index, video in videos.items()}
     measured = [index for index, codec in codecs.items() if _qp_matters(upscaler, codec)]
     qps = first_frames_mean_qp(src, measured)
     for index, video in videos.items():
         video.choice = upscaler.weights_for_video(codecs[index], qps.get(index))
         summary.weights.append(f"video stream #{index}: {video.choice}")
+        if on_weights is not None:
+            on_weights(summary.weights[-1])
         upscaler.backend_for(video.choice)  # built now, not in the first frame's upscale
 
 

@@ -1,5 +1,6 @@
 """How coarsely a video stream was quantised, read from its own bitstream: the video side of
-:mod:`srcnn_fast.jpeg`, for the choice between the clean and the JPEG-aware weights.
+:mod:`srcnn_fast.jpeg`, measured for the choice between the clean and the JPEG-aware weights
+(whose thresholds are in :mod:`srcnn_fast.weights_choice`).
 
 FFmpeg's H.264 and VP9 decoders export each frame's quantiser when asked (``export_side_data``
 = ``venc_params``): an AVVideoEncParams record, the picture's quantiser (H.264: QP, 0..51 at 8
@@ -24,33 +25,12 @@ LOOKAHEAD_FRAMES = 12
 #: Packets read per frame wanted before a stream's read gives up (decoder delay, B frames,
 #: packets that fail to decode).
 PACKETS_PER_FRAME = 4
-#: "auto" uses the JPEG-aware weights for a stream whose mean quantiser over its first frames
-#: is at least this, by codec (PyAV's ``codec_context.name``) and scale, each on its codec's
-#: own scale (tools/jpeg_video_probe.py --codec, docs/training.md).
-QP_THRESHOLDS: dict[str, dict[int, float]] = {
-    "h264": {2: 29.5, 3: 30.7, 4: 33.1},
-    "vp9": {2: 155.5, 3: 180.4, 4: 180.4},
-}
-#: How a message names each codec and its quantiser.
-QUANTISER_NAMES = {"h264": ("H.264", "QP"), "vp9": ("VP9", "q-index")}
-
 #: FFmpeg's AVVideoEncParams (libavutil/video_enc_params.h) on a 64-bit build: nb_blocks
 #: (unsigned), blocks_offset and block_size (size_t), type (enum), qp (int32); each block is
 #: AVVideoBlockParams, src_x, src_y, w, h, delta_qp (int32).
 _HEADER = struct.Struct("<I4xQQii")
 _DELTA_QP_FIELD = 4
 _TYPE_VP9, _TYPE_H264 = 0, 1  # AV_VIDEO_ENC_PARAMS_VP9, AV_VIDEO_ENC_PARAMS_H264
-
-
-def qp_threshold(codec: str, scale: int) -> float | None:
-    """The mean quantiser from which "auto" picks the JPEG-aware weights for a stream of
-    ``codec``; None: not measured."""
-    return QP_THRESHOLDS.get(codec, {}).get(scale)
-
-
-def quantiser_name(codec: str) -> tuple[str, str]:
-    """("H.264", "QP"): the codec and its quantiser, for messages."""
-    return QUANTISER_NAMES.get(codec, (codec, "quantiser"))
 
 
 def frame_qp(frame: Any) -> float | None:

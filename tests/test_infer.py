@@ -270,3 +270,23 @@ def test_one_upscaler_reuses_its_plans_for_alternating_sizes(tiny_weights) -> No
         np.testing.assert_array_equal(up(image), first)
     assert up.backend._plans.keys() == plans.keys()
     assert all(up.backend._plans[k] is plan for k, plan in plans.items()), "plans rebuilt"
+
+
+def test_the_library_imports_no_video_and_no_file_code() -> None:
+    """Issue 29 item 7: infer is below the video and file code (they import it, never the
+    reverse); the weights-choice rules it needs are in srcnn_fast.weights_choice."""
+    banned = [
+        "srcnn_fast.video",
+        "srcnn_fast.video_quantiser",
+        "srcnn_fast.segments",
+        "srcnn_fast.imagefile",
+        "srcnn_fast.jpeg",
+        "srcnn_fast.batch",
+        "av",
+        "PIL",
+    ]
+    code = (
+        f"import sys, srcnn_fast.infer; print(','.join(m for m in {banned!r} if m in sys.modules))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "", f"srcnn_fast.infer imported {run.stdout.strip()}"

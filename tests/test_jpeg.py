@@ -13,7 +13,7 @@ from PIL import Image
 
 from srcnn_fast import imageops
 from srcnn_fast.imagefile import write_image
-from srcnn_fast.jpeg import estimate_quality, jpeg_roundtrip, scaled_luma_table
+from srcnn_fast.jpeg import estimate_quality, image_hint, jpeg_roundtrip, scaled_luma_table
 
 
 def _jpeg_bytes(image: np.ndarray, quality: int) -> bytes:
@@ -115,28 +115,30 @@ def test_auto_keeps_clean_weights_for_png_and_high_quality_jpeg(
     photo: np.ndarray, tmp_path: Path, jpeg_weights: Path
 ) -> None:
     from srcnn_fast.infer import Upscaler
-    from srcnn_fast.jpeg import auto_threshold
+    from srcnn_fast.weights_choice import auto_threshold
 
     files = _files(tmp_path, photo)
     up = Upscaler(2, backend="reference")
     assert up.has_jpeg_weights
-    png, q95, q50 = (up.weights_for(files[k]) for k in ("png", "q95", "q50"))
+    png, q95, q50 = (up.weights_for(image_hint(files[k])) for k in ("png", "q95", "q50"))
     assert (png.weights, png.reason) == ("clean", "PNG, not a JPEG")
     assert (q95.weights, q95.reason) == ("clean", f"JPEG quality 95 > {auto_threshold(2)}")
     assert (q50.weights, q50.reason) == ("jpeg", f"JPEG quality 50 <= {auto_threshold(2)}")
     assert up.weights_for().weights == "clean", "a bare array has no history: clean weights"
     # The outputs follow the choice: clean for the PNG and q=95, the other weights for q=50.
     clean_out = up(photo)
-    np.testing.assert_array_equal(up(photo, source=files["png"]), clean_out)
-    np.testing.assert_array_equal(up(photo, source=files["q95"]), clean_out)
+    np.testing.assert_array_equal(up(photo, hint=image_hint(files["png"])), clean_out)
+    np.testing.assert_array_equal(up(photo, hint=image_hint(files["q95"])), clean_out)
     jpeg_out = Upscaler(2, weights=jpeg_weights, backend="reference")(photo)
-    np.testing.assert_array_equal(up(photo, source=files["q50"]), jpeg_out)
+    np.testing.assert_array_equal(up(photo, hint=image_hint(files["q50"])), jpeg_out)
     # The per-call hint (frames from a decoder) and the upscaler's own setting override auto.
     np.testing.assert_array_equal(up(photo, degradation="jpeg"), jpeg_out)
     forced = Upscaler(2, backend="reference", degradation="clean")
-    assert forced.weights_for(files["q50"]).weights == "clean"
-    np.testing.assert_array_equal(forced(photo, source=files["q50"], degradation="auto"), jpeg_out)
-    bands = np.concatenate(list(up.upscale_bands(photo, tile=8, source=files["q50"])))
+    assert forced.weights_for(image_hint(files["q50"])).weights == "clean"
+    np.testing.assert_array_equal(
+        forced(photo, hint=image_hint(files["q50"]), degradation="auto"), jpeg_out
+    )
+    bands = np.concatenate(list(up.upscale_bands(photo, tile=8, hint=image_hint(files["q50"]))))
     np.testing.assert_array_equal(bands, jpeg_out)
 
 
@@ -147,9 +149,9 @@ def test_choice_without_jpeg_weights_and_bad_values(photo: np.ndarray, tmp_path:
     files = _files(tmp_path, photo)
     up = infer.Upscaler(2, backend="reference")
     if not up.has_jpeg_weights:  # auto falls back to the clean weights, and says so
-        assert up.weights_for(files["q50"]).reason == "no JPEG-aware weights for x2 yet"
+        assert up.weights_for(image_hint(files["q50"])).reason == "no JPEG-aware weights for x2 yet"
     given = infer.Upscaler(weights=infer.shipped_weights_path(2), backend="reference")
-    choice = given.weights_for(files["q50"])
+    choice = given.weights_for(image_hint(files["q50"]))
     assert choice.weights == "given" and "srcnn_x2.npz" in str(choice)
     with pytest.raises(ImageError, match="degradation must be one of auto, clean, jpeg, not 'x'"):
         infer.Upscaler(2, degradation="x")

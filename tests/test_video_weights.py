@@ -15,14 +15,10 @@ import numpy as np
 import pytest
 from test_video import make_clip, read_clip, reference_planes
 
-from srcnn_fast import video_quantiser
+from srcnn_fast import video_quantiser, weights_choice
 from srcnn_fast.infer import Upscaler, shipped_weights_path
-from srcnn_fast.video_quantiser import (
-    LOOKAHEAD_FRAMES,
-    first_frames_mean_qp,
-    frame_qp,
-    qp_threshold,
-)
+from srcnn_fast.video_quantiser import LOOKAHEAD_FRAMES, first_frames_mean_qp, frame_qp
+from srcnn_fast.weights_choice import qp_threshold
 
 av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
 
@@ -138,9 +134,9 @@ def test_vp9_q_index_is_read_and_chosen_on_its_own_scale(
     make_clip(clip, width=48, height=32, frames=4, codec="libvpx-vp9", audio=False, options=options)
     assert first_frames_mean_qp(clip, [0]) == {0: 120.0}
     up = Upscaler(2, backend="reference")
-    monkeypatch.setattr(video_quantiser, "QP_THRESHOLDS", {"vp9": {2: 150.0}})
+    monkeypatch.setattr(weights_choice, "QP_THRESHOLDS", {"vp9": {2: 150.0}})
     assert str(up.weights_for_video("vp9", 120.0)) == "clean weights (VP9 mean q-index 120.0 < 150)"
-    monkeypatch.setattr(video_quantiser, "QP_THRESHOLDS", {"vp9": {2: 100.0}})
+    monkeypatch.setattr(weights_choice, "QP_THRESHOLDS", {"vp9": {2: 100.0}})
     assert up.weights_for_video("vp9", 120.0).weights == "jpeg"
     assert up.weights_for_video("h264", 40.0).reason == "h264 video: its quantiser is not read"
 
@@ -208,7 +204,7 @@ def test_forced_and_unread_choices(
     # A stream's first frames are read only where the choice depends on the QP.
     assert _qp_matters(up, "h264") and not _qp_matters(up, "ffv1")
     assert not _qp_matters(forced, "h264") and not _qp_matters(given, "h264")
-    monkeypatch.setattr(video_quantiser, "QP_THRESHOLDS", {"h264": {}})
+    monkeypatch.setattr(weights_choice, "QP_THRESHOLDS", {"h264": {}})
     assert str(up.weights_for_video("h264", 50.0)) == (
         "clean weights (no H.264 QP threshold measured for x2)"
     )
@@ -238,7 +234,43 @@ def test_upscale_verbose_names_each_streams_weights(
     h264_clip(tmp_path / "clip.mp4", COARSE, frames=4)
     argv = ["upscale", str(tmp_path / "clip.mp4"), "--backend", "reference", "--codec", "ffv1"]
     assert main([*argv, "-o", str(tmp_path / "out.mkv"), "-v"]) == 0
-    out = capsys.readouterr().out
-    assert f"video stream #0: JPEG-aware weights (H.264 mean QP {COARSE:.1f} >= " in out, out
+    err = capsys.readouterr().err
+    assert f"video stream #0: JPEG-aware weights (H.264 mean QP {COARSE:.1f} >= " in err, err
     assert main([*argv, "-o", str(tmp_path / "o2.mkv"), "-v", "--weights-for", "clean"]) == 0
-    assert "video stream #0: clean weights (asked for clean)" in capsys.readouterr().out
+    assert "video stream #0: clean weights (asked for clean)" in capsys.readouterr().err
+
+
+def test_the_weights_line_comes_before_the_first_frame(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 30 item 2: ``-v`` says which weights a video got when they are chosen, so that a
+    long run with the wrong ones can be stopped, not after the last frame."""
+    from srcnn_fast.cli import main
+
+    events: list[str] = []
+    real = Upscaler.upscale_planes
+
+    def upscale_planes(self, *args, **kwargs):
+        events.append("upscale")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Upscaler, "upscale_planes", upscale_planes)
+    h264_clip(tmp_path / "clip.mp4", FINE, frames=4)
+    argv = ["upscale", str(tmp_path / "clip.mp4"), "--backend", "reference", "--codec", "ffv1"]
+    import sys
+
+    class Err:
+        def write(self, text: str) -> int:
+            if "video stream #0: clean weights (H.264 mean QP" in text:
+                events.append("weights line")
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+        def isatty(self) -> bool:
+            return False
+
+    monkeypatch.setattr(sys, "stderr", Err())
+    assert main([*argv, "-o", str(tmp_path / "out.mkv"), "-v"]) == 0
+    assert events[:2] == ["weights line", "upscale"] and events.count("upscale") == 4, events
