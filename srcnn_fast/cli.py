@@ -42,6 +42,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds: {text!r}")
+    return value
+
+
 def _jpeg_quality(text: str) -> int:
     value = _positive_int(text)
     if value > 100:
@@ -119,7 +129,13 @@ def _check_flags_for(args: argparse.Namespace, videos: list[Path]) -> None:
             if given:
                 raise UsageError(f"{videos[0]}: {flag} applies to images only, not to video")
         return
-    for flag, value in (("--codec", args.codec), ("--crf", args.crf), ("--preset", args.preset)):
+    video_only = (
+        ("--codec", args.codec),
+        ("--crf", args.crf),
+        ("--preset", args.preset),
+        ("--segment", args.segment),
+    )
+    for flag, value in video_only:
         if value is not None:
             raise UsageError(f"{flag} applies to video inputs only, and none was given")
 
@@ -227,6 +243,7 @@ def _upscale_videos(jobs: list, upscaler: Any, args: argparse.Namespace) -> int:
     """Each video job in turn, under the images' rules for existing outputs; a line per
     video (its fps and bottleneck), one line per problem. Returns the number that failed."""
     from .batch import check_folder_writable
+    from .segments import DEFAULT_SEGMENT_SECONDS
     from .video import upscale_video
 
     failed, probed = 0, {}
@@ -248,6 +265,8 @@ def _upscale_videos(jobs: list, upscaler: Any, args: argparse.Namespace) -> int:
                 overwrite=args.overwrite,
                 progress=False if args.quiet else None,
                 on_weights=functools.partial(_say_weights, job) if args.verbose else None,
+                segment_seconds=DEFAULT_SEGMENT_SECONDS if args.segment is None else args.segment,
+                on_note=None if args.quiet else _note,
             )
         except SrcnnError as exc:
             _error(str(exc))
@@ -268,6 +287,11 @@ def _upscale_videos(jobs: list, upscaler: Any, args: argparse.Namespace) -> int:
                 f"srcnn-fast: {summary.line()} ({upscaler.backend_name} backend)", file=sys.stderr
             )
     return failed
+
+
+def _note(line: str) -> None:
+    """A video's line said as it happens (resuming, starting over)."""
+    print(f"srcnn-fast: {line}", file=sys.stderr, flush=True)
 
 
 def _say_weights(job: Any, line: str) -> None:
@@ -659,6 +683,14 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument(
         "--preset",
         help="encoder speed preset (default: medium for libx264/libx265, 8 for SVT-AV1)",
+    )
+    video.add_argument(
+        "--segment",
+        type=_seconds,
+        metavar="SECONDS",
+        help="make a video in closed segments of about this many seconds, cut at its "
+        "keyframes, kept in a hidden folder beside the output so that a rerun after an "
+        "interruption resumes (default: 10; 0: in one pass, no resume)",
     )
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.add_argument(

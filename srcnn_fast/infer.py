@@ -225,6 +225,7 @@ class Upscaler:
             self._jpeg_weights = shipped_jpeg_weights_path(self.scale)
         self._jpeg_backend = None
         self._backend_options = (backend, precision)
+        self.precision = precision
         self._jpeg_lock = threading.Lock()
 
     @property
@@ -306,6 +307,14 @@ class Upscaler:
             return
         for _, band in self._bands(image, tile, backend):
             yield band
+
+    def weights_file(self, choice: WeightsChoice) -> str:
+        """Where the weights ``choice`` runs come from: a file's path, or a name
+        ("<random>") for weights made in memory (a resume record hashes the file)."""
+        if choice.weights == "jpeg" and self._jpeg_weights is not None:
+            jpeg = self._jpeg_weights
+            return str(jpeg.source if isinstance(jpeg, SRCNNWeights) else os.fspath(jpeg))
+        return str(self.weights.source)
 
     def backend_for(self, choice: WeightsChoice) -> Backend:
         """The backend that runs ``choice``'s weights (the JPEG-aware one built once, on first

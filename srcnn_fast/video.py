@@ -28,9 +28,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ImageError, OutputError
+from .errors import ImageError, OutputError, SrcnnError
 from .imagefile import IMAGE_EXTENSIONS, atomic_output
 from .pipeline import StageTimes, pipelined
+from .segments import (
+    DEFAULT_SEGMENT_SECONDS,
+    Segment,
+    WorkFolder,
+    file_sha256,
+    input_identity,
+    joined_packets,
+    keyframe_times,
+    plan_segments,
+)
 from .video_quantiser import first_frames_mean_qp
 
 if TYPE_CHECKING:
@@ -79,6 +89,8 @@ class VideoSummary:
     source: Path
     target: Path
     frames: int = 0
+    #: Of ``frames``, those in segments an interrupted run had finished (not upscaled again).
+    resumed_frames: int = 0
     seconds: float = 0.0
     lost_frames: int = 0
     #: Video streams that ended before their declared end: (stream index, seconds reached,
@@ -91,12 +103,14 @@ class VideoSummary:
 
     @property
     def fps(self) -> float:
-        return self.frames / self.seconds if self.seconds > 0 else 0.0
+        done = self.frames - self.resumed_frames
+        return done / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
         decode, upscale, encode = (round(100 * share) for share in self.times.shares())
+        kept = f" ({self.resumed_frames} kept from the interrupted run)" * bool(self.resumed_frames)
         return (
-            f"{self.source} -> {self.target}: {_count(self.frames, 'frame')} in "
+            f"{self.source} -> {self.target}: {_count(self.frames, 'frame')}{kept} in "
             f"{self.seconds:.1f} s, "
             f"{self.fps:.1f} fps; bottleneck: decode {decode}%, upscale {upscale}%, "
             f"encode {encode}%"
@@ -416,6 +430,8 @@ def upscale_video(
     depth: int = 3,
     progress: bool | None = None,
     on_weights: Callable[[str], None] | None = None,
+    segment_seconds: float | None = DEFAULT_SEGMENT_SECONDS,
+    on_note: Callable[[str], None] | None = None,
 ) -> VideoSummary:
     """Upscale every video stream of ``src`` into ``dst``, copying the other streams.
 
@@ -426,7 +442,13 @@ def upscale_video(
     ``progress``: a bar on stderr (None: when stderr is a terminal). ``on_weights`` is called
     with each video stream's weights line as soon as the choice is made, before the first
     frame is upscaled (``upscale -v`` prints it then, so a wrong choice can be stopped early;
-    the lines are in the summary's ``weights`` too). Returns a
+    the lines are in the summary's ``weights`` too).
+
+    ``segment_seconds``: a file with one video stream is made in closed segments of about
+    this many seconds (:mod:`srcnn_fast.segments`), in a hidden work folder beside ``dst``,
+    then joined by remuxing; rerun after an interruption, the same job keeps the finished
+    segments (``on_note`` gets the line that says so), and ``overwrite`` discards them.
+    None or 0, several video streams, or a video too short to cut: one pass. Returns a
     :class:`VideoSummary`; frames that could not be decoded are counted in it, not raised.
     Problems with the file raise :class:`~srcnn_fast.errors.SrcnnError` with one line, and
     leave no output and no temporary file.
@@ -453,24 +475,44 @@ def upscale_video(
                 raise ImageError(
                     f"{src}: video stream #{stream.index}: no decoder for its codec in this FFmpeg"
                 )
-        with atomic_output(dst, overwrite, keep_suffix=True) as tmp:
-            _transcode(
+        job = _Job(codec, crf, preset, _muxer(dst, container), overlap, depth)
+        plan = _plan(av, src, videos, segment_seconds)
+        if len(plan) > 1:
+            _segmented(
                 av,
                 container,
-                tmp,
-                dst,
+                plan,
                 upscaler,
                 summary,
-                codec,
-                crf,
-                preset,
-                overlap,
-                depth,
+                job,
+                overwrite,
                 progress,
                 on_weights,
+                on_note,
             )
+        else:
+            with atomic_output(dst, overwrite, keep_suffix=True) as tmp:
+                _transcode(av, container, tmp, dst, upscaler, summary, job, progress, on_weights)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+@dataclass(frozen=True)
+class _Job:
+    """The settings every segment of a video is made with."""
+
+    codec: str | None
+    crf: int | None
+    preset: str | None
+    muxer: str | None  # None: the one the output's extension picks
+    overlap: bool = True
+    depth: int = 3
+
+
+def _muxer(dst: Path, container: Any) -> str | None:
+    """The output's extension picks the muxer; a name without one (a video found by probing,
+    whatever its name) keeps the input's container format."""
+    return None if dst.suffix else container.format.name.split(",")[0]
 
 
 def _transcode(
@@ -480,24 +522,19 @@ def _transcode(
     dst: Path,
     upscaler: Upscaler,
     summary: VideoSummary,
-    codec: str | None,
-    crf: int | None,
-    preset: str | None,
-    overlap: bool,
-    depth: int,
-    progress: bool | None,
+    job: _Job,
+    progress: Any,
     on_weights: Callable[[str], None] | None,
-) -> None:
+    segment: Segment | None = None,
+    choices: dict[int, WeightsChoice] | None = None,
+) -> dict[int, _VideoOut]:
+    """Decode, upscale and encode ``container`` into ``tmp``. With ``segment``: that segment's
+    frames of the (one) video stream alone, with the weights already chosen (``choices``),
+    into a segment file; the whole-file checks (frames lost, a short stream) are the
+    caller's. ``progress``: as for :func:`upscale_video`, or a bar to update (not closed)."""
     src = summary.source
-    # The output's extension picks the muxer; a name without one (a video found by probing,
-    # whatever its name) keeps the input's container format.
-    muxer = None if dst.suffix else container.format.name.split(",")[0]
-    try:
-        out = av.open(str(tmp), "w", format=muxer)
-    except (av.error.FFmpegError, ValueError) as exc:
-        raise OutputError(
-            f"{dst}: cannot write a video with this extension ({_reason(exc)})"
-        ) from None
+    codec, crf, preset = job.codec, job.crf, job.preset
+    out = _open_output(av, tmp, dst, job.muxer)
     try:
         videos: dict[int, _VideoOut] = {}
         copied: dict[int, Any] = {}
@@ -512,32 +549,32 @@ def _transcode(
                         f"{src}: cannot write video stream #{stream.index} with {encoder} "
                         f"into {dst.suffix or 'this container'} ({_reason(exc)})"
                     ) from None
-                videos[stream.index] = _VideoOut(stream, target, stream.frames or 0)
-            elif stream.discard == _DISCARD_ALL:
-                continue  # an MP4 chapter-title track: the chapters are copied as chapters
-            else:
-                try:
-                    copied[stream.index] = out.add_stream_from_template(stream)
-                except (av.error.FFmpegError, ValueError) as exc:
-                    summary.notes.append(
-                        f"{src}: {stream.type} stream #{stream.index} not copied ({_reason(exc)})"
-                    )
-        out.metadata.update(container.metadata)
-        chapters = container.chapters()
-        if chapters:
-            out.set_chapters(chapters)
+                expected = 0 if segment is not None else stream.frames or 0
+                videos[stream.index] = _VideoOut(stream, target, expected)
+            elif segment is None:
+                _copy_stream(av, out, stream, copied, summary)
+        _copy_container_data(out, container)
         for stream in container.streams.video:
             stream.thread_type = "AUTO"  # frame threads: decode keeps up on every core
-        _choose_weights(src, videos, upscaler, summary, on_weights)
+        if choices is None:
+            _choose_weights(src, videos, upscaler, summary, on_weights)
+        else:
+            for index, video in videos.items():
+                video.choice = choices[index]
+                upscaler.backend_for(video.choice)
 
+        own_bar = progress is None or isinstance(progress, bool)
         total = sum(v.frames_expected for v in videos.values()) or None
-        bar = _progress_bar(progress, total, src)
+        bar = _progress_bar(progress, total, src) if own_bar else progress
+        decoded = _demux(av, container, videos, copied)
+        if segment is not None:
+            decoded = _window(av, container, decoded, segment)
         items = pipelined(
-            _demux(av, container, videos, copied),
+            decoded,
             lambda item: _upscale_item(upscaler, item, videos),
-            depth=depth,
+            depth=job.depth,
             times=summary.times,
-            overlap=overlap,
+            overlap=job.overlap,
         )
         try:
             # The muxer opens every encoder at its first packet, and an encoder's format
@@ -574,7 +611,7 @@ def _transcode(
                     bar.update(1)
         finally:
             items.close()
-            if bar is not None:
+            if bar is not None and own_bar:
                 bar.close()
         for video in videos.values():
             if video.started:
@@ -585,14 +622,239 @@ def _transcode(
             # A packet that fails to decode is a frame lost; where the header gives the
             # frame count, frames that never arrived (a truncated file) are lost too.
             summary.lost_frames += max(video.errors, video.frames_expected - video.decoded)
-        for index, video in videos.items():
-            _check_end(index, video, summary)
+        if segment is None:
+            for index, video in videos.items():
+                _check_end(index, video, summary)
         if summary.frames == 0:
             raise ImageError(f"{src}: no video frame could be decoded")
     except BaseException:
         out.close()  # the temporary file is removed by atomic_output
         raise
     out.close()
+    return videos
+
+
+def _open_output(av: Any, tmp: Path, dst: Path, muxer: str | None) -> Any:
+    try:
+        return av.open(str(tmp), "w", format=muxer)
+    except (av.error.FFmpegError, ValueError) as exc:
+        raise OutputError(
+            f"{dst}: cannot write a video with this extension ({_reason(exc)})"
+        ) from None
+
+
+def _copy_stream(
+    av: Any, out: Any, stream: Any, copied: dict[int, Any], summary: VideoSummary
+) -> None:
+    """``stream`` (not video) copied packet for packet into ``out``, entered in ``copied``;
+    one that the output's container cannot hold is left out with a note."""
+    if stream.discard == _DISCARD_ALL:
+        return  # an MP4 chapter-title track: the chapters are copied as chapters
+    try:
+        copied[stream.index] = out.add_stream_from_template(stream)
+    except (av.error.FFmpegError, ValueError) as exc:
+        summary.notes.append(
+            f"{summary.source}: {stream.type} stream #{stream.index} not copied ({_reason(exc)})"
+        )
+
+
+def _copy_container_data(out: Any, container: Any) -> None:
+    """The container's metadata and chapters, as the source has them."""
+    out.metadata.update(container.metadata)
+    chapters = container.chapters()
+    if chapters:
+        out.set_chapters(chapters)
+
+
+def _window(av: Any, container: Any, items: Iterator[tuple], segment: Segment) -> Iterator[tuple]:
+    """The decode stage for one segment: the container sought to the keyframe at the
+    segment's start, and of the frames decoded from there only the segment's (those before
+    its start, a preroll, dropped; decoding stops at the first frame at or after its end:
+    frames come out in presentation order)."""
+    video = container.streams.video[0]
+    if segment.start is not None:
+        container.seek(segment.start, stream=video, backward=True, any_frame=False)
+    first = None  # the first decoded frame (its side data), carried past the preroll
+    try:
+        for item in items:
+            if item[0] != "frame":
+                continue
+            pts = item[4]
+            if segment.start is not None and pts < segment.start:
+                first = first if first is not None else item[6]
+                continue
+            if segment.end is not None and pts >= segment.end:
+                return
+            if first is not None:
+                item, first = (*item[:6], item[6] if item[6] is not None else first), None
+            yield item
+    finally:
+        items.close()  # type: ignore[attr-defined]
+
+
+def _plan(av: Any, src: Path, videos: list[Any], seconds: float | None) -> list[Segment]:
+    """The segments ``src`` is made in: one for several video streams (each would need cuts
+    of its own), for ``seconds`` None or 0, and where no keyframe can be cut at."""
+    if not seconds or len(videos) != 1:
+        return [Segment(0, None, None)]
+    stream = videos[0]
+    keys = keyframe_times(av, src, stream.index)
+    if not keys or not stream.time_base:
+        return [Segment(0, None, None)]
+    return plan_segments(keys, stream.time_base, seconds)
+
+
+def _segmented(
+    av: Any,
+    container: Any,
+    plan: list[Segment],
+    upscaler: Upscaler,
+    summary: VideoSummary,
+    job: _Job,
+    overwrite: bool,
+    progress: bool | None,
+    on_weights: Callable[[str], None] | None,
+    on_note: Callable[[str], None] | None,
+) -> None:
+    """``src`` made segment by segment in the work folder (those an interrupted run of the
+    same job finished kept), then joined into ``dst``; the folder removed after success and
+    after a problem with the file (a rerun would meet it again), kept after an interruption."""
+    src, dst = summary.source, summary.target
+    work = WorkFolder(dst)
+    if overwrite:
+        work.remove()
+    videos = {s.index: _VideoOut(s, None, 0) for s in container.streams.video}
+    _choose_weights(src, videos, upscaler, summary, on_weights)
+    choices = {index: video.choice for index, video in videos.items()}
+    identity = _job_identity(src, upscaler, job, choices)
+    note = work.open(identity, plan)
+    if note is not None and on_note is not None:
+        on_note(f"{dst}: {note}")
+    bar = _progress_bar(progress, container.streams.video[0].frames or None, src)
+    try:
+        for segment in plan:
+            stats = work.done.get(segment.index)
+            if stats is not None:
+                summary.resumed_frames += stats["frames"]
+                if bar is not None:
+                    bar.update(stats["frames"])
+            else:
+                stats = encode_segment(
+                    src, segment, work.segment_path(segment), upscaler, job, choices, summary, bar
+                )
+                work.finish(segment, stats)
+            summary.frames += stats["frames"]
+        with atomic_output(dst, overwrite, keep_suffix=True) as tmp:
+            _join(av, container, [work.segment_path(s) for s in plan], tmp, job, summary)
+    except SrcnnError:
+        work.remove()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    work.remove()
+    _whole_file_checks(container.streams.video[0], [work.done[s.index] for s in plan], summary)
+
+
+def encode_segment(
+    src: Path,
+    segment: Segment,
+    path: Path,
+    upscaler: Upscaler,
+    job: _Job,
+    choices: dict[int, WeightsChoice],
+    summary: VideoSummary | None = None,
+    bar: Any = None,
+) -> dict[str, Any]:
+    """One segment of ``src``'s video stream decoded, upscaled and encoded into the file
+    ``path`` (written under a temporary name, renamed when complete): a function of the
+    source, the plan entry and the job's settings alone. Returns what the resume record keeps
+    of it: frames, frames lost, where its last frame and packet end (seconds)."""
+    av = _av()
+    own = VideoSummary(src, path)
+    if summary is not None:
+        own.times = summary.times  # the stages' times add up over the segments
+    with _open_input(av, src) as container, atomic_output(path, True, keep_suffix=True) as tmp:
+        (video,) = _transcode(
+            av, container, tmp, path, upscaler, own, job, bar or False, None, segment, choices
+        ).values()
+    if summary is not None:
+        summary.notes.extend(own.notes)
+    return {
+        "frames": own.frames,
+        "lost": own.lost_frames,
+        "end": video.end,
+        "packet_end": video.packet_end,
+    }
+
+
+def _join(
+    av: Any, container: Any, files: list[Path], tmp: Path, job: _Job, summary: VideoSummary
+) -> None:
+    """The segment files remuxed (not re-encoded) into ``tmp``, with the source's other
+    streams, metadata and chapters copied as a single pass copies them."""
+    out = _open_output(av, tmp, summary.target, job.muxer)
+    try:
+        copied: dict[int, Any] = {}
+        target = None
+        for stream in container.streams:
+            if stream.type == "video":
+                with av.open(str(files[0])) as first:
+                    template = first.streams.video[0]
+                    target = out.add_stream_from_template(template)
+                    target.time_base = template.time_base
+                target.metadata.update(stream.metadata)
+            else:
+                _copy_stream(av, out, stream, copied, summary)
+        _copy_container_data(out, container)
+        # demux([]) would read every stream: a video alone has no others to read.
+        demuxed = container.demux([container.streams[i] for i in copied]) if copied else ()
+        others = (_retarget(packet, copied) for packet in demuxed if packet.size)
+        for packet in joined_packets(av, files, target, others):
+            out.mux(packet)
+    except BaseException:
+        out.close()
+        raise
+    out.close()
+
+
+def _retarget(packet: Any, copied: dict[int, Any]) -> Any:
+    packet.stream = copied[packet.stream.index]
+    return packet
+
+
+def _whole_file_checks(stream: Any, stats: list[dict[str, Any]], summary: VideoSummary) -> None:
+    """What a single pass checks at its end, from the segments' records: frames lost, and a
+    stream that ended before its declared end."""
+    video = _VideoOut(stream, None, stream.frames or 0)
+    video.errors = sum(s["lost"] for s in stats)
+    video.decoded = summary.frames
+    ends = [s["end"] for s in stats if s["end"] is not None]
+    packet_ends = [s["packet_end"] for s in stats if s["packet_end"] is not None]
+    video.end = max(ends) if ends else None
+    video.packet_end = max(packet_ends) if packet_ends else None
+    summary.lost_frames += max(video.errors, video.frames_expected - video.decoded)
+    _check_end(stream.index, video, summary)
+
+
+def _job_identity(
+    src: Path, upscaler: Upscaler, job: _Job, choices: dict[int, WeightsChoice]
+) -> dict[str, Any]:
+    """What a segment depends on, for the resume record: the input, the weights each stream
+    runs (their files' hashes), scale, backend and precision, the encoder and its options."""
+    weights = {}
+    for index, choice in choices.items():
+        source = upscaler.weights_file(choice)
+        digest = file_sha256(source) if os.path.isfile(source) else source
+        weights[str(index)] = f"{choice.weights}:{digest}"
+    return {
+        "input": {"path": str(src.resolve()), **input_identity(src)},
+        "scale": upscaler.scale,
+        "weights": weights,
+        "backend": upscaler.backend_name,
+        "precision": upscaler.precision,
+        "codec": [job.codec, job.crf, job.preset, job.muxer],
+    }
 
 
 def _encode(av: Any, video: _VideoOut, frame: Any, src: Path) -> list[Any]:

@@ -1,0 +1,220 @@
+"""Video in closed segments (issue 29 items 1 and 2): the plan, the join against a single pass
+(lossless: equal frames and timestamps; x264: no frame lost or doubled, monotonic timestamps,
+the audio kept), and resuming an interrupted run (SIGKILL, a corrupt segment, a changed job,
+--overwrite)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import REPO
+from test_video import PYTHON, make_clip, read_clip
+from test_video import tiny as tiny  # the fixture
+
+from srcnn_fast import video
+from srcnn_fast.infer import Upscaler
+from srcnn_fast.segments import Segment, WorkFolder, plan_segments
+
+av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
+
+#: A keyframe every 5 frames (0.2 s at 25 fps), so 0.2 s segments cut at each one.
+GOP = {"g": "5", "keyint_min": "5"}
+
+
+def test_plan_cuts_at_keyframes_at_least_the_length_apart() -> None:
+    tb = Fraction(1, 1000)
+    plan = plan_segments([0, 200, 400, 500, 900, 1000], tb, 0.35)
+    assert plan == [Segment(0, None, 400), Segment(1, 400, 900), Segment(2, 900, None)]
+    assert plan_segments([0, 200], tb, 10) == [Segment(0, None, None)]
+    assert plan_segments([], tb, 1) == [Segment(0, None, None)]
+
+
+def _same_frames(a: dict, b: dict) -> None:
+    assert len(a["frames"]) == len(b["frames"]), (len(a["frames"]), len(b["frames"]))
+    assert a["pts"] == b["pts"]
+    for n, (x, y) in enumerate(zip(a["frames"], b["frames"], strict=True)):
+        for plane, (p, q) in enumerate(zip(x, y, strict=True)):
+            diff = int(np.abs(p.astype(int) - q.astype(int)).max())
+            assert diff == 0, f"frame {n} plane {plane}: max diff {diff} (must be equal)"
+
+
+def _count_segments(monkeypatch: pytest.MonkeyPatch, stop_at: int | None = None) -> list[int]:
+    """Wrap video.encode_segment: the indices it makes; a KeyboardInterrupt at ``stop_at``."""
+    made: list[int] = []
+    real = video.encode_segment
+
+    def counted(src, segment, *args, **kwargs):
+        if segment.index == stop_at:
+            raise KeyboardInterrupt
+        made.append(segment.index)
+        return real(src, segment, *args, **kwargs)
+
+    monkeypatch.setattr(video, "encode_segment", counted)
+    return made
+
+
+def test_lossless_segments_equal_a_single_pass(tmp_path, tiny, monkeypatch) -> None:
+    src = tmp_path / "clip.mkv"
+    make_clip(src, frames=23, options=GOP)
+    up = Upscaler(weights=tiny(2), backend="reference")
+    one = video.upscale_video(src, tmp_path / "one.mkv", up, codec="ffv1", segment_seconds=0)
+    made = _count_segments(monkeypatch)
+    seg = video.upscale_video(src, tmp_path / "seg.mkv", up, codec="ffv1", segment_seconds=0.2)
+    assert made == [0, 1, 2, 3, 4], "23 frames, a keyframe every 5: five segments"
+    assert (one.frames, seg.frames, seg.lost_frames, seg.short) == (23, 23, 0, [])
+    a, b, source = (read_clip(tmp_path / n) for n in ("one.mkv", "seg.mkv", "clip.mkv"))
+    _same_frames(a, b)
+    # Audio, chapters, metadata copied once from the source (the bytes and times of each
+    # audio packet; FFmpeg's Matroska muxer writes the priming packet's duration differently
+    # when the video stream comes from a template, which players ignore: it is cut anyway).
+    assert [p[:2] for p in b["audio"]] == [p[:2] for p in source["audio"]] and b["audio"]
+    assert (b["chapters"], b["metadata"]["title"], b["streams"]) == (
+        a["chapters"],
+        "test clip",
+        ["video", "audio"],
+    )
+    assert not WorkFolder(tmp_path / "seg.mkv").path.exists(), "work folder left behind"
+
+
+def test_x264_join_has_no_lost_or_doubled_frame(tmp_path, tiny, monkeypatch) -> None:
+    src = tmp_path / "clip.mp4"
+    make_clip(src, frames=22, codec="libx264", rotation=90, options={**GOP, "bf": "2"})
+    up = Upscaler(weights=tiny(2), backend="reference")
+    made = _count_segments(monkeypatch)
+    summary = video.upscale_video(src, tmp_path / "out.mp4", up, segment_seconds=0.2)
+    assert len(made) >= 3 and summary.problem() is None
+    source, out = read_clip(src), read_clip(tmp_path / "out.mp4")
+    assert out["pts"] == source["pts"], "every frame once, at its own time"
+    assert all(a < b for a, b in zip(out["pts"], out["pts"][1:], strict=False))
+    assert out["rotation"] == 90 and out["size"] == (80, 60)
+    assert [p[:2] for p in out["audio"]] == [p[:2] for p in source["audio"]] and out["audio"]
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        packets = [p for p in container.demux(container.streams.video[0]) if p.size]
+    dts = [p.dts for p in packets]
+    assert all(a < b for a, b in itertools.pairwise(dts)), dts
+    assert sum(p.is_keyframe for p in packets) >= len(made), "each segment opens on a keyframe"
+
+
+def test_several_video_streams_go_in_one_pass(tmp_path, tiny, monkeypatch) -> None:
+    src = tmp_path / "two.mkv"
+    with av.open(str(src), "w") as out:
+        streams = [out.add_stream("ffv1", rate=25) for _ in range(2)]
+        for stream in streams:
+            stream.width, stream.height, stream.pix_fmt = 16, 12, "yuv420p"
+        for i in range(20):
+            for stream in streams:
+                frame = av.VideoFrame(16, 12, "yuv420p")
+                for plane in frame.planes:
+                    plane.update(bytes([i * 9 % 256]) * plane.buffer_size)
+                frame.pts = i
+                out.mux(stream.encode(frame))
+        for stream in streams:
+            out.mux(stream.encode(None))
+    made = _count_segments(monkeypatch)
+    up = Upscaler(weights=tiny(2), backend="reference")
+    summary = video.upscale_video(src, tmp_path / "o.mkv", up, segment_seconds=0.1)
+    assert made == [] and summary.frames == 40
+    with av.open(str(tmp_path / "o.mkv")) as container:
+        assert [s.codec_context.width for s in container.streams.video] == [32, 32]
+
+
+def _interrupted(tmp_path: Path, up: Upscaler, monkeypatch, src: Path, stop_at: int = 2) -> None:
+    """A run stopped (Ctrl-C) as segment ``stop_at`` starts: the ones before it are done."""
+    stopped = _count_segments(monkeypatch, stop_at=stop_at)
+    with pytest.raises(KeyboardInterrupt):
+        video.upscale_video(src, tmp_path / "out.mkv", up, codec="ffv1", segment_seconds=0.2)
+    assert stopped == list(range(stop_at))
+    assert not (tmp_path / "out.mkv").exists()
+    monkeypatch.undo()
+
+
+def test_a_corrupt_segment_is_redone_and_a_partial_one_ignored(tmp_path, tiny, monkeypatch) -> None:
+    src = tmp_path / "clip.mkv"
+    make_clip(src, frames=23, options=GOP)
+    up = Upscaler(weights=tiny(2), backend="reference")
+    video.upscale_video(src, tmp_path / "one.mkv", up, codec="ffv1", segment_seconds=0)
+    _interrupted(tmp_path, up, monkeypatch, src)
+    work = WorkFolder(tmp_path / "out.mkv")
+    second = work.segment_path(Segment(1, None, None))
+    second.write_bytes(second.read_bytes()[:100])  # cut short after it was recorded
+    (work.path / ".segment-00002.mkv.tmp999.mkv").write_bytes(b"half a segment")
+    notes: list[str] = []
+    made = _count_segments(monkeypatch)
+    summary = video.upscale_video(
+        src, tmp_path / "out.mkv", up, codec="ffv1", segment_seconds=0.2, on_note=notes.append
+    )
+    assert notes == [f"{tmp_path / 'out.mkv'}: resuming: 1 of 5 segments done"]
+    assert made == [1, 2, 3, 4], "only the missing and the corrupt segments made again"
+    assert (summary.frames, summary.resumed_frames) == (23, 5)
+    _same_frames(read_clip(tmp_path / "one.mkv"), read_clip(tmp_path / "out.mkv"))
+    assert not work.path.exists()
+
+
+def test_a_changed_job_or_overwrite_starts_over(tmp_path, tiny, monkeypatch) -> None:
+    src = tmp_path / "clip.mkv"
+    make_clip(src, frames=23, options=GOP)
+    up = Upscaler(weights=tiny(2), backend="reference")
+    _interrupted(tmp_path, up, monkeypatch, src)
+    notes: list[str] = []
+
+    def run(**options) -> None:
+        shipped = Upscaler(2, backend="reference")  # other weights than the interrupted run's
+        video.upscale_video(
+            src, tmp_path / "out.mkv", shipped, codec="ffv1", segment_seconds=0.2, **options
+        )
+
+    made = _count_segments(monkeypatch, stop_at=3)
+    with pytest.raises(KeyboardInterrupt):  # the segments made are no use
+        run(on_note=notes.append)
+    assert notes == [
+        f"{tmp_path / 'out.mkv'}: starting over: weights changed since the unfinished run"
+    ]
+    assert made == [0, 1, 2]
+    monkeypatch.undo()
+    notes.clear()
+    made = _count_segments(monkeypatch)
+    run(overwrite=True, on_note=notes.append)
+    assert notes == [] and made == [0, 1, 2, 3, 4], "--overwrite discards the work folder"
+
+
+def test_sigkill_then_rerun_resumes_and_equals_an_uninterrupted_run(tmp_path, tiny) -> None:
+    src = tmp_path / "long.mkv"
+    make_clip(src, frames=150, width=96, height=64, options=GOP, audio=False)
+    argv = [PYTHON, "-m", "srcnn_fast.cli", "upscale", str(src), "-w", str(tiny(2))]
+    argv += ["--backend", "reference", "--codec", "ffv1", "--segment", "0.2"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    work = WorkFolder(tmp_path / "long_x2.mkv")
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not work.path.is_dir() or not any(
+        p.name.startswith("segment-") for p in work.path.iterdir()
+    ):
+        assert process.poll() is None and time.monotonic() < deadline, "no segment finished"
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.communicate(timeout=60)
+    assert not (tmp_path / "long_x2.mkv").exists()
+    rerun = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    resumed = [line for line in rerun.stderr.splitlines() if "resuming:" in line]
+    assert len(resumed) == 1, rerun.stderr
+    done, total = (
+        int(n) for n in resumed[0].split("resuming: ")[1].split(" segments")[0].split(" of ")
+    )
+    assert total == 30 and 1 <= done < total, resumed
+    kept = f"150 frames ({5 * done} kept from the interrupted run)"
+    assert kept in rerun.stderr, rerun.stderr  # only the missing segments were upscaled
+    single = subprocess.run(
+        [*argv[:-1], "0", "-o", str(tmp_path / "single.mkv")], env=env, capture_output=True
+    )
+    assert single.returncode == 0
+    _same_frames(read_clip(tmp_path / "single.mkv"), read_clip(tmp_path / "long_x2.mkv"))
+    assert not work.path.exists()
