@@ -40,9 +40,18 @@ def output_name(name: str | PurePath, scale: int) -> str:
     return f"{path.stem}_x{scale}{path.suffix}"
 
 
+#: The hidden folder an unfinished video keeps its segments in, beside its output
+#: (:class:`srcnn_fast.segments.WorkFolder`): ``.clip_x2.mp4.srcnn-work``.
+WORK_FOLDER_SUFFIX = ".srcnn-work"
+
+
 def is_our_output(name: str | PurePath, scale: int) -> bool:
-    """Whether a file is named as an output of this scale: never taken as an input again."""
-    return PurePosixPath(name).stem.endswith(f"_x{scale}")
+    """Whether a file is named as an output of this scale, or lies in a video's work folder:
+    never taken as an input again."""
+    path = PurePosixPath(name)
+    return path.stem.endswith(f"_x{scale}") or any(
+        part.endswith(WORK_FOLDER_SUFFIX) for part in path.parts[:-1]
+    )
 
 
 def folder_images(

@@ -28,6 +28,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from .jobs import WORK_FOLDER_SUFFIX
+
 __all__ = [
     "DEFAULT_SEGMENT_SECONDS",
     "Segment",
@@ -78,7 +80,8 @@ def plan_segments(keyframes: Iterable[int], time_base: Fraction, seconds: float)
 def keyframe_times(av: Any, path: Path, index: int) -> list[int] | None:
     """The pts of every keyframe packet of video stream ``index`` (demuxed, not decoded: a
     fraction of a second per hour of video); None where a keyframe has no pts (nothing to cut
-    at safely) or the file cannot be read through."""
+    at safely). A file that breaks off (truncated) gives the keyframes before the break: the
+    last segment then decodes what it can, as a single pass would."""
     keys: list[int] = []
     try:
         with av.open(str(path), metadata_errors="replace") as container:
@@ -88,7 +91,7 @@ def keyframe_times(av: Any, path: Path, index: int) -> list[int] | None:
                         return None
                     keys.append(packet.pts)
     except (av.error.FFmpegError, OSError):
-        return None
+        pass
     return keys
 
 
@@ -113,7 +116,7 @@ class WorkFolder:
 
     def __init__(self, target: Path) -> None:
         self.target = target
-        self.path = target.with_name(f".{target.name}.srcnn-work")
+        self.path = target.with_name(f".{target.name}{WORK_FOLDER_SUFFIX}")
         self.record_path = self.path / "record.json"
         self.done: dict[int, dict[str, Any]] = {}
         self._job: dict[str, Any] = {}
@@ -216,14 +219,39 @@ def joined_packets(
     def video() -> Iterator[Any]:
         for path in segment_files:
             with av.open(str(path)) as container:
-                for packet in container.demux(container.streams.video[0]):
-                    if packet.size:
-                        packet.stream = target
-                        yield packet
+                demuxed = container.demux(container.streams.video[0])
+                for packet in _decode_times(p for p in demuxed if p.size):
+                    packet.stream = target
+                    yield packet
 
     return (
         packet for _, _, packet in heapq.merge(_keyed(video(), 0), _keyed(others, 1), key=_order)
     )
+
+
+def _decode_times(packets: Iterator[Any]) -> Iterator[Any]:
+    """The packets with a decode time each. Matroska stores none: its demuxer derives them
+    from the presentation times, except for the packets before the decoder's delay is known
+    (the first two with B-frames), which come without. Those are counted back from the first
+    packet that has one, a frame's duration apart, as the encoder had them; so the join's
+    decode times rise across segments as a single pass's do."""
+    waiting: list[Any] = []
+    last = None
+    for packet in packets:
+        if packet.dts is None and last is None:
+            waiting.append(packet)
+            continue
+        if packet.dts is None:
+            packet.dts = last + (packet.duration or 1)
+        for back, early in enumerate(reversed(waiting), 1):
+            early.dts = packet.dts - back * (early.duration or 1)
+        yield from waiting
+        waiting.clear()
+        last = packet.dts
+        yield packet
+    for early in waiting:  # no packet with a time: keep the presentation times
+        early.dts = early.pts
+        yield early
 
 
 def _keyed(packets: Iterator[Any], rank: int) -> Iterator[tuple[float, int, Any]]:

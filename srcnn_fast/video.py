@@ -476,7 +476,7 @@ def upscale_video(
                     f"{src}: video stream #{stream.index}: no decoder for its codec in this FFmpeg"
                 )
         job = _Job(codec, crf, preset, _muxer(dst, container), overlap, depth)
-        plan = _plan(av, src, videos, segment_seconds)
+        plan = _plan(av, container, videos, segment_seconds)
         if len(plan) > 1:
             _segmented(
                 av,
@@ -692,13 +692,21 @@ def _window(av: Any, container: Any, items: Iterator[tuple], segment: Segment) -
         items.close()  # type: ignore[attr-defined]
 
 
-def _plan(av: Any, src: Path, videos: list[Any], seconds: float | None) -> list[Segment]:
-    """The segments ``src`` is made in: one for several video streams (each would need cuts
-    of its own), for ``seconds`` None or 0, and where no keyframe can be cut at."""
-    if not seconds or len(videos) != 1:
+#: Input formats (FFmpeg's demuxer names) whose index seeks exactly to a keyframe, so that a
+#: segment can start there: MP4/MOV and Matroska/WebM. Others (MPEG-TS, AVI, ...) seek by
+#: guessing at byte offsets, and go in one pass.
+SEEKABLE_FORMATS = ("mov", "matroska")
+
+
+def _plan(av: Any, container: Any, videos: list[Any], seconds: float | None) -> list[Segment]:
+    """The segments the input is made in: one for several video streams (each would need cuts
+    of its own), for ``seconds`` None or 0, for a format that cannot seek to a keyframe, and
+    where no keyframe can be cut at."""
+    formats = container.format.name.split(",")
+    if not seconds or len(videos) != 1 or not set(formats) & set(SEEKABLE_FORMATS):
         return [Segment(0, None, None)]
     stream = videos[0]
-    keys = keyframe_times(av, src, stream.index)
+    keys = keyframe_times(av, Path(container.name), stream.index)
     if not keys or not stream.time_base:
         return [Segment(0, None, None)]
     return plan_segments(keys, stream.time_base, seconds)
@@ -810,8 +818,15 @@ def _join(
         # demux([]) would read every stream: a video alone has no others to read.
         demuxed = container.demux([container.streams[i] for i in copied]) if copied else ()
         others = (_retarget(packet, copied) for packet in demuxed if packet.size)
-        for packet in joined_packets(av, files, target, others):
-            out.mux(packet)
+        try:
+            for packet in joined_packets(av, files, target, others):
+                out.mux(packet)
+        except av.error.FFmpegError as exc:
+            # E.g. decode times that do not follow on from one segment to the next (a
+            # variable frame rate with B-frames): one pass does not join anything.
+            raise ImageError(
+                f"{summary.source}: the segments cannot be joined ({_reason(exc)}); try --segment 0"
+            ) from None
     except BaseException:
         out.close()
         raise

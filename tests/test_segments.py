@@ -218,3 +218,35 @@ def test_sigkill_then_rerun_resumes_and_equals_an_uninterrupted_run(tmp_path, ti
     assert single.returncode == 0
     _same_frames(read_clip(tmp_path / "single.mkv"), read_clip(tmp_path / "long_x2.mkv"))
     assert not work.path.exists()
+
+
+def test_a_work_folder_left_behind_is_not_an_input(tmp_path, tiny, monkeypatch) -> None:
+    """A folder run (-r) rerun after an interruption takes the video again, never the
+    segments in its hidden work folder."""
+    from srcnn_fast.jobs import collect_jobs
+
+    src = tmp_path / "clip.mkv"
+    make_clip(src, frames=23, options=GOP)
+    _interrupted(tmp_path, Upscaler(weights=tiny(2), backend="reference"), monkeypatch, src)
+    work = WorkFolder(tmp_path / "out.mkv")
+    assert len(list(work.path.glob("segment-*.mkv"))) == 2
+    jobs, _ = collect_jobs([str(tmp_path)], 2, None, True, also=lambda p: p.suffix == ".mkv")
+    assert [job.source for job in jobs] == [src]
+
+
+@pytest.mark.parametrize(("name", "codec"), [("cut.mkv", "libx264"), ("cut.ts", "libx264")])
+def test_a_truncated_input_is_reported_as_one_pass_reports_it(
+    tmp_path, tiny, monkeypatch, name, codec
+) -> None:
+    from test_video import _cut
+
+    src = _cut(tmp_path, name, codec=codec, options=GOP)
+    up = Upscaler(weights=tiny(2), backend="reference")
+    one = video.upscale_video(src, tmp_path / f"one{src.suffix}", up, segment_seconds=0)
+    made = _count_segments(monkeypatch)
+    seg = video.upscale_video(src, tmp_path / f"seg{src.suffix}", up, segment_seconds=0.2)
+    # MPEG-TS seeks by guessing at byte offsets: it goes in one pass.
+    assert len(made) >= 2 if src.suffix == ".mkv" else made == []
+    assert one.problem() is not None or src.suffix == ".ts"  # a TS cut between packets: whole
+    assert (seg.frames, seg.lost_frames, seg.short) == (one.frames, one.lost_frames, one.short)
+    assert read_clip(tmp_path / f"seg{src.suffix}")["pts"] == read_clip(one.target)["pts"]
