@@ -568,7 +568,7 @@ def _transcode(
         bar = _progress_bar(progress, total, src) if own_bar else progress
         decoded = _demux(av, container, videos, copied)
         if segment is not None:
-            decoded = _window(av, container, decoded, segment)
+            decoded = _window(container, decoded, segment)
         items = pipelined(
             decoded,
             lambda item: _upscale_item(upscaler, item, videos),
@@ -666,7 +666,7 @@ def _copy_container_data(out: Any, container: Any) -> None:
         out.set_chapters(chapters)
 
 
-def _window(av: Any, container: Any, items: Iterator[tuple], segment: Segment) -> Iterator[tuple]:
+def _window(container: Any, items: Iterator[tuple], segment: Segment) -> Iterator[tuple]:
     """The decode stage for one segment: the container sought to the keyframe at the
     segment's start, and of the frames decoded from there only the segment's (those before
     its start, a preroll, dropped; decoding stops at the first frame at or after its end:
