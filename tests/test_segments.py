@@ -250,3 +250,18 @@ def test_a_truncated_input_is_reported_as_one_pass_reports_it(
     assert one.problem() is not None or src.suffix == ".ts"  # a TS cut between packets: whole
     assert (seg.frames, seg.lost_frames, seg.short) == (one.frames, one.lost_frames, one.short)
     assert read_clip(tmp_path / f"seg{src.suffix}")["pts"] == read_clip(one.target)["pts"]
+
+
+def test_segment_option_is_checked(tmp_path, capsys) -> None:
+    from srcnn_fast.cli import main
+    from srcnn_fast.imagefile import write_image
+
+    image = tmp_path / "a.png"
+    write_image(image, np.zeros((4, 4), np.uint8))
+    for bad in ("-1", "abc", "inf"):
+        with pytest.raises(SystemExit) as exited:
+            main(["upscale", str(image), "--segment", bad])
+        assert exited.value.code == 2
+        assert "--segment" in capsys.readouterr().err
+    assert main(["upscale", str(image), "--segment", "5", "--backend", "reference"]) == 2
+    assert "--segment applies to video inputs only" in capsys.readouterr().err
