@@ -8,6 +8,7 @@ to a one-line message and an exit code: 0 success, 1 a failure (some files faile
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import re
@@ -170,9 +171,6 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from .video import is_media
 
     if args.ray is not None:
-        for name in args.inputs:
-            if is_media(name):
-                raise UsageError(f"{name}: --ray applies to images only, not to video")
         if args.weights_for != "auto":
             # The Ray workers run one set of weights (srcnn_fast.distributed): say so, rather
             # than run other weights than asked.
@@ -242,51 +240,79 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 def _upscale_videos(jobs: list, upscaler: Any, args: argparse.Namespace) -> int:
     """Each video job in turn, under the images' rules for existing outputs; a line per
     video (its fps and bottleneck), one line per problem. Returns the number that failed."""
-    from .batch import check_folder_writable
-    from .segments import DEFAULT_SEGMENT_SECONDS
     from .video import upscale_video
 
     failed, probed = 0, {}
     for job in jobs:
         try:
-            if job.target.exists() and args.skip_existing:
-                if not args.quiet:
-                    print(f"srcnn-fast: {job.target}: exists, skipped", file=sys.stderr)
+            if not _video_ready(job, args, probed):
                 continue
-            check_folder_writable(job.target, probed)
-            job.target.parent.mkdir(parents=True, exist_ok=True)
             summary = upscale_video(
                 job.source,
                 job.target,
                 upscaler,
-                codec=args.codec,
-                crf=args.crf,
-                preset=args.preset,
-                overwrite=args.overwrite,
+                **_video_options(args),
                 progress=False if args.quiet else None,
                 on_weights=functools.partial(_say_weights, job) if args.verbose else None,
-                segment_seconds=DEFAULT_SEGMENT_SECONDS if args.segment is None else args.segment,
+                segment_seconds=_segment_seconds(args),
                 on_note=None if args.quiet else _note,
             )
-        except SrcnnError as exc:
-            _error(str(exc))
-            failed += 1
+        except (SrcnnError, OSError) as exc:
+            failed += _video_done(job.source, None, _video_error(exc, job.source), args, "")
             continue
-        except OSError as exc:
-            where = exc.filename if exc.filename is not None else job.source
-            _error(f"{where}: {exc.strerror or exc}")
-            failed += 1
-            continue
-        for note in summary.notes:
-            print(f"srcnn-fast: warning: {note}", file=sys.stderr)
-        if summary.problem():
-            _error(summary.problem())
-            failed += 1
-        if not args.quiet:
-            print(
-                f"srcnn-fast: {summary.line()} ({upscaler.backend_name} backend)", file=sys.stderr
-            )
+        failed += _video_done(
+            job.source, summary, None, args, f" ({upscaler.backend_name} backend)"
+        )
     return failed
+
+
+def _video_ready(job: Any, args: argparse.Namespace, probed: dict) -> bool:
+    """Whether to make ``job``'s video: False for an existing output under --skip-existing
+    (said); its folder made, and refused where it cannot take new files (raises)."""
+    from .batch import check_folder_writable
+
+    if job.target.exists() and args.skip_existing:
+        if not args.quiet:
+            print(f"srcnn-fast: {job.target}: exists, skipped", file=sys.stderr)
+        return False
+    check_folder_writable(job.target, probed)
+    job.target.parent.mkdir(parents=True, exist_ok=True)
+    return True
+
+
+def _video_options(args: argparse.Namespace) -> dict[str, Any]:
+    return dict(codec=args.codec, crf=args.crf, preset=args.preset, overwrite=args.overwrite)
+
+
+def _segment_seconds(args: argparse.Namespace) -> float:
+    from .segments import DEFAULT_SEGMENT_SECONDS
+
+    return DEFAULT_SEGMENT_SECONDS if args.segment is None else args.segment
+
+
+def _video_error(exc: BaseException, source: Path) -> str:
+    if isinstance(exc, OSError):
+        where = exc.filename if exc.filename is not None else source
+        return f"{where}: {exc.strerror or exc}"
+    return str(exc)
+
+
+def _video_done(
+    source: Path, summary: Any, error: str | None, args: argparse.Namespace, ran_on: str
+) -> int:
+    """A finished video's lines: its error, else its notes, its problem (a short input) and
+    its summary line ending with ``ran_on``. Returns 1 where it failed, else 0."""
+    if summary is None:
+        _error(error or f"{source}: failed")
+        return 1
+    for note in summary.notes:
+        print(f"srcnn-fast: warning: {note}", file=sys.stderr)
+    problem = summary.problem()
+    if problem:
+        _error(problem)
+    if not args.quiet:
+        print(f"srcnn-fast: {summary.line()}{ran_on}", file=sys.stderr)
+    return 1 if problem else 0
 
 
 def _note(line: str) -> None:
@@ -301,37 +327,101 @@ def _say_weights(job: Any, line: str) -> None:
 
 
 def _upscale_on_ray(args: argparse.Namespace) -> int:
-    """``upscale --ray``: the same files, names, refusals and summary as the local run."""
-    from .distributed import run_distributed
+    """``upscale --ray``: the same files, names, refusals and summary as the local run; the
+    videos' segments on the cluster too (:mod:`srcnn_fast.distributed_video`), before the
+    images, in one connection."""
+    from .distributed import connected, run_distributed
+    from .infer import load_weights
+    from .jobs import check_output_option, collect_jobs
+    from .video import is_media
+
+    media = functools.cache(is_media)
+    scale = load_weights(args.weights, _scale(args)).scale
+    every, problems = collect_jobs(args.inputs, scale, args.output, args.recursive, also=media)
+    video_jobs = [job for job in every if media(job.source)]
+    _check_flags_for(args, [job.source for job in video_jobs])
+    if video_jobs and args.output is not None:
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", args.output):
+            raise UsageError(
+                f"{video_jobs[0].source}: with --ray a video is written to a path every node "
+                "sees, not to a URI"
+            )
+        out = Path(args.output)
+        several = len(every) > 1 or len(args.inputs) > 1 or any(j.target != out for j in every)
+        check_output_option(args.output, several, out.is_file())
 
     def done(source: str, target: str) -> None:
         # As locally: the list of outputs where no live display is shown.
         if not args.quiet and not sys.stderr.isatty():
             print(f"{source} -> {target}")
 
-    result = run_distributed(
-        args.inputs,
-        args.output,
-        scale=_scale(args),
-        weights=args.weights,
-        backend=args.backend,
-        precision=args.precision,
-        alpha=args.alpha,
-        tile=args.tile,
-        recursive=args.recursive,
-        overwrite=args.overwrite,
-        skip_existing=args.skip_existing,
-        max_pixels=args.max_pixels,
-        address=args.ray,
-        num_workers=args.ray_workers,
-        progress=not args.quiet,
-        quiet=args.quiet,
-        report=_error,
-        on_done=done,
-    )
+    upscaler = None
+    if video_jobs:  # refused before any cluster is joined, as the local run refuses them
+        from .infer import Upscaler
+
+        _check_shipped_scale(args)
+        _check_precision(args)
+        upscaler = Upscaler(_scale(args), args.weights, args.backend, args.precision)
+    with connected(args.ray, args.quiet) if video_jobs else contextlib.nullcontext():
+        video_failed = _upscale_videos_on_ray(video_jobs, upscaler, args) if video_jobs else 0
+        if video_jobs and len(video_jobs) == len(every) and not problems:
+            return EXIT_FAILED if video_failed else EXIT_OK
+        result = run_distributed(
+            args.inputs,
+            args.output,
+            scale=_scale(args),
+            weights=args.weights,
+            backend=args.backend,
+            precision=args.precision,
+            alpha=args.alpha,
+            tile=args.tile,
+            recursive=args.recursive,
+            overwrite=args.overwrite,
+            skip_existing=args.skip_existing,
+            max_pixels=args.max_pixels,
+            address=args.ray,
+            num_workers=args.ray_workers,
+            progress=not args.quiet,
+            quiet=args.quiet,
+            report=_error,
+            on_done=done,
+            leave=media,
+        )
     if not args.quiet or result.summary.failed:
         print(f"srcnn-fast: {result.line()}", file=sys.stderr)
-    return EXIT_FAILED if result.summary.failed else EXIT_OK
+    return EXIT_FAILED if result.summary.failed or video_failed else EXIT_OK
+
+
+def _upscale_videos_on_ray(jobs: list, upscaler: Any, args: argparse.Namespace) -> int:
+    """The videos of an ``upscale --ray`` run, planned here and made on the cluster: the
+    local run's lines for each, as it is finished. Returns the number that failed."""
+    from .distributed_video import run_videos
+
+    ready, probed = [], {}
+    failed = 0
+    for job in jobs:
+        try:
+            if _video_ready(job, args, probed):
+                ready.append(job)
+        except (SrcnnError, OSError) as exc:
+            failed += _video_done(job.source, None, _video_error(exc, job.source), args, "")
+
+    def finished(job: Any, summary: Any, error: str | None, ran_on: str) -> None:
+        nonlocal failed
+        failed += _video_done(job.source, summary, error, args, ran_on)
+
+    run_videos(
+        ready,
+        upscaler,
+        options=_video_options(args),
+        backend=args.backend,
+        segment_seconds=_segment_seconds(args),
+        num_workers=args.ray_workers,
+        on_weights=_say_weights if args.verbose else None,
+        on_note=None if args.quiet else _note,
+        on_result=finished,
+    )
+    return failed
 
 
 # --- convert ---------------------------------------------------------------------------------

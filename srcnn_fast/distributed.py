@@ -38,7 +38,7 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -156,6 +156,7 @@ def run_distributed(
     quiet: bool = False,
     report: Callable[[str], None] | None = None,
     on_done: Callable[[str, str], None] | None = None,
+    leave: Callable[[Path], bool] | None = None,
 ) -> DistributedSummary:
     """Upscale every file the ``inputs`` name into ``output`` on a Ray cluster.
 
@@ -172,7 +173,9 @@ def run_distributed(
     Data's progress display. ``quiet``: Ray's own log lines (joining, each run's start and
     end) off the console but for errors; Ray Data's log file keeps them. ``report`` gets
     each failure's one-line message as it happens (default: stderr); ``on_done`` each
-    (source, target) written, as the user named them.
+    (source, target) written, as the user named them. ``leave``: the local files that the
+    caller runs itself (the CLI's videos), taken from folders as the local CLI takes them
+    and left out of this run.
 
     A file that fails is counted and reported, never fatal; the summary's ``errors`` list
     them, in input order. Input names that match nothing count as failures too.
@@ -192,7 +195,7 @@ def run_distributed(
     model = load_weights(weights, scale)
     filesystems = _Filesystems()
     inputs = list(inputs)
-    pairs, problems = _plan(inputs, model.scale, output, recursive, filesystems)
+    pairs, problems = _plan(inputs, model.scale, output, recursive, filesystems, leave)
     for problem in problems:
         fail(problem)
     if output is not None:
@@ -374,8 +377,10 @@ def _plan(
     output: str | None,
     recursive: bool,
     filesystems: _Filesystems,
+    leave: Callable[[Path], bool] | None = None,
 ) -> tuple[list[tuple[_File, _File]], list[str]]:
-    """(source, target) for every file the inputs name, in input order, and the problems."""
+    """(source, target) for every file the inputs name, in input order, and the problems;
+    files that ``leave`` takes are named, then left out (they are the caller's)."""
     several = len(inputs) > 1
     remote_out = None
     if output is not None and _is_uri(output):
@@ -408,10 +413,12 @@ def _plan(
                 local_out = "."
             elif output is not None and several:
                 local_out = os.path.join(output, "")
-            jobs, found = collect_jobs([arg], scale, local_out, recursive)
+            jobs, found = collect_jobs([arg], scale, local_out, recursive, also=leave)
             problems += found
             one_file = remote_out is not None and Path(arg).is_file()
             for job in jobs:
+                if leave is not None and leave(job.source):
+                    continue
                 if remote_out is None:
                     target = filesystems.local(job.target)
                 else:
@@ -601,6 +608,21 @@ class _UpscaleWorker:
 
 
 # --- the Ray side ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def connected(address: str | None, quiet: bool) -> Iterator[None]:
+    """Ray joined or started as ``address`` asks (as :func:`run_distributed` does) for the
+    block, then left where this call joined it: runs inside share one connection."""
+    _require_ray()
+    joined = _connect(address, quiet)
+    try:
+        yield
+    finally:
+        if joined:
+            import ray
+
+            ray.shutdown()
 
 
 def _connect(address: str | None, quiet: bool) -> bool:

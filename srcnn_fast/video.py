@@ -459,42 +459,63 @@ def upscale_video(
         from .infer import Upscaler
 
         upscaler = Upscaler(scale, weights, backend)
+    settings = _Settings(codec, crf, preset, overwrite, overlap, depth)
+    run = _plan_segmented(src, dst, upscaler, settings, segment_seconds, on_weights, on_note)
+    if run is not None:
+        _make_segments(run, upscaler, progress)
+        return run.join()
+    summary = VideoSummary(src, dst)
+    started = time.perf_counter()
+    with _open_input(av, src) as container:
+        job, _ = _check_and_plan(av, container, src, dst, settings, 0)
+        with atomic_output(dst, overwrite, keep_suffix=True) as tmp:
+            _transcode(av, container, tmp, dst, upscaler, summary, job, progress, on_weights)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What :func:`upscale_video` is asked for, besides the files and the model."""
+
+    codec: str | None = None
+    crf: int | None = None
+    preset: str | None = None
+    overwrite: bool = False
+    overlap: bool = True
+    depth: int = 3
+
+
+def _check_output(src: Path, dst: Path, overwrite: bool) -> None:
+    """The output refused where it is the input, or exists without ``overwrite``."""
     if dst.exists():
         if src.exists() and dst.resolve() == src.resolve():
             raise OutputError(f"{dst}: is the input itself; not overwritten")
         if not overwrite:
             raise OutputError(f"{dst}: already exists (use --overwrite to replace it)")
-    summary = VideoSummary(src, dst)
-    started = time.perf_counter()
-    with _open_input(av, src) as container:
-        videos = list(container.streams.video)
-        if not videos:
-            raise ImageError(f"{src}: no video stream")
-        for stream in videos:
-            if stream.codec_context is None:
-                raise ImageError(
-                    f"{src}: video stream #{stream.index}: no decoder for its codec in this FFmpeg"
-                )
-        job = _Job(codec, crf, preset, _muxer(dst, container), overlap, depth)
-        plan = _plan(av, container, videos, segment_seconds)
-        if len(plan) > 1:
-            _segmented(
-                av,
-                container,
-                plan,
-                upscaler,
-                summary,
-                job,
-                overwrite,
-                progress,
-                on_weights,
-                on_note,
+
+
+def _check_and_plan(
+    av: Any,
+    container: Any,
+    src: Path,
+    dst: Path,
+    settings: _Settings,
+    segment_seconds: float | None,
+) -> tuple[_Job, list[Segment]]:
+    """The input's video streams checked; the job's settings and the segments it is made
+    in (one: a single pass)."""
+    videos = list(container.streams.video)
+    if not videos:
+        raise ImageError(f"{src}: no video stream")
+    for stream in videos:
+        if stream.codec_context is None:
+            raise ImageError(
+                f"{src}: video stream #{stream.index}: no decoder for its codec in this FFmpeg"
             )
-        else:
-            with atomic_output(dst, overwrite, keep_suffix=True) as tmp:
-                _transcode(av, container, tmp, dst, upscaler, summary, job, progress, on_weights)
-    summary.seconds = time.perf_counter() - started
-    return summary
+    s = settings
+    job = _Job(s.codec, s.crf, s.preset, _muxer(dst, container), s.overlap, s.depth)
+    return job, _plan(av, container, videos, segment_seconds)
 
 
 @dataclass(frozen=True)
@@ -712,56 +733,136 @@ def _plan(av: Any, container: Any, videos: list[Any], seconds: float | None) -> 
     return plan_segments(keys, stream.time_base, seconds)
 
 
-def _segmented(
-    av: Any,
-    container: Any,
-    plan: list[Segment],
+@dataclass
+class SegmentedRun:
+    """A video planned for segments (:func:`plan_segmented`): checked, cut, its weights chosen
+    and its work folder taken up. Any process makes the segments left (:meth:`todo`, each with
+    :func:`encode_segment` and this run's ``job`` and ``choices``); this one records each as
+    it is finished (:meth:`finish`) and joins them when all are (:meth:`join`). The local run
+    makes them one after another, ``--ray`` on a cluster's workers."""
+
+    summary: VideoSummary
+    job: _Job
+    plan: list[Segment]
+    choices: dict[int, WeightsChoice]
+    work: WorkFolder
+    overwrite: bool = False
+    declared_frames: int | None = None  # the header's frame count (a progress bar's total)
+    started: float = field(default_factory=time.perf_counter)
+
+    def todo(self) -> list[Segment]:
+        """The segments no run of this job has finished yet, in order."""
+        return [s for s in self.plan if s.index not in self.work.done]
+
+    def segment_path(self, segment: Segment) -> Path:
+        return self.work.segment_path(segment)
+
+    def finish(self, segment: Segment, stats: dict[str, Any]) -> None:
+        """Record a segment whose file :func:`encode_segment` completed (and returned
+        ``stats`` for)."""
+        self.work.finish(segment, stats)
+
+    def join(self) -> VideoSummary:
+        """The segments remuxed into the output (atomic), the whole-file checks made, the
+        work folder removed; after a problem with the file it is removed too (a rerun would
+        meet it again), after an interruption kept. Returns the summary, its time counted
+        from the planning."""
+        av = _av()
+        summary = self.summary
+        stats = [self.work.done[s.index] for s in self.plan]
+        summary.frames = sum(s["frames"] for s in stats)
+        try:
+            with _open_input(av, summary.source) as container:
+                files = [self.work.segment_path(s) for s in self.plan]
+                with atomic_output(summary.target, self.overwrite, keep_suffix=True) as tmp:
+                    _join(av, container, files, tmp, self.job, summary)
+                _whole_file_checks(container.streams.video[0], stats, summary)
+        except SrcnnError:
+            self.work.remove()
+            raise
+        self.work.remove()
+        summary.seconds = time.perf_counter() - self.started
+        return summary
+
+    def discard(self) -> None:
+        """After a problem with the file: its work folder removed (a rerun would meet it
+        again)."""
+        self.work.remove()
+
+
+def plan_segmented(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
     upscaler: Upscaler,
-    summary: VideoSummary,
-    job: _Job,
-    overwrite: bool,
-    progress: bool | None,
+    *,
+    codec: str | None = None,
+    crf: int | None = None,
+    preset: str | None = None,
+    overwrite: bool = False,
+    segment_seconds: float | None = DEFAULT_SEGMENT_SECONDS,
+    on_weights: Callable[[str], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
+) -> SegmentedRun | None:
+    """The planning half of :func:`upscale_video` (its checks, errors and lines; the options
+    are its own): for a video made in segments, its :class:`SegmentedRun`; None for one
+    that goes in one pass (several video streams, a format that cannot seek to a keyframe,
+    ``segment_seconds`` 0, too short to cut)."""
+    settings = _Settings(codec, crf, preset, overwrite)
+    return _plan_segmented(
+        Path(src), Path(dst), upscaler, settings, segment_seconds, on_weights, on_note
+    )
+
+
+def _plan_segmented(
+    src: Path,
+    dst: Path,
+    upscaler: Upscaler,
+    settings: _Settings,
+    segment_seconds: float | None,
     on_weights: Callable[[str], None] | None,
     on_note: Callable[[str], None] | None,
-) -> None:
-    """``src`` made segment by segment in the work folder (those an interrupted run of the
-    same job finished kept), then joined into ``dst``; the folder removed after success and
-    after a problem with the file (a rerun would meet it again), kept after an interruption."""
-    src, dst = summary.source, summary.target
+) -> SegmentedRun | None:
+    av = _av()
+    started = time.perf_counter()
+    _check_output(src, dst, settings.overwrite)
+    with _open_input(av, src) as container:
+        job, plan = _check_and_plan(av, container, src, dst, settings, segment_seconds)
+        if len(plan) == 1:
+            return None
+        videos = {s.index: _VideoOut(s, None, 0) for s in container.streams.video}
+        declared = container.streams.video[0].frames or None
     work = WorkFolder(dst)
-    if overwrite:
+    if settings.overwrite:
         work.remove()
-    videos = {s.index: _VideoOut(s, None, 0) for s in container.streams.video}
+    summary = VideoSummary(src, dst)
     _choose_weights(src, videos, upscaler, summary, on_weights)
     choices = {index: video.choice for index, video in videos.items()}
-    identity = _job_identity(src, upscaler, job, choices)
-    note = work.open(identity, plan)
+    note = work.open(_job_identity(src, upscaler, job, choices), plan)
     if note is not None and on_note is not None:
         on_note(f"{dst}: {note}")
-    bar = _progress_bar(progress, container.streams.video[0].frames or None, src)
+    summary.resumed_frames = sum(stats["frames"] for stats in work.done.values())
+    return SegmentedRun(summary, job, plan, choices, work, settings.overwrite, declared, started)
+
+
+def _make_segments(run: SegmentedRun, upscaler: Upscaler, progress: bool | None) -> None:
+    """The local run: the segments left made one after another in this process."""
+    summary = run.summary
+    bar = _progress_bar(progress, run.declared_frames, summary.source)
+    if bar is not None:
+        bar.update(summary.resumed_frames)
     try:
-        for segment in plan:
-            stats = work.done.get(segment.index)
-            if stats is not None:
-                summary.resumed_frames += stats["frames"]
-                if bar is not None:
-                    bar.update(stats["frames"])
-            else:
-                stats = encode_segment(
-                    src, segment, work.segment_path(segment), upscaler, job, choices, summary, bar
-                )
-                work.finish(segment, stats)
-            summary.frames += stats["frames"]
-        with atomic_output(dst, overwrite, keep_suffix=True) as tmp:
-            _join(av, container, [work.segment_path(s) for s in plan], tmp, job, summary)
+        for segment in run.todo():
+            path = run.segment_path(segment)
+            stats = encode_segment(
+                summary.source, segment, path, upscaler, run.job, run.choices, summary, bar
+            )
+            run.finish(segment, stats)
     except SrcnnError:
-        work.remove()
+        run.discard()
         raise
     finally:
         if bar is not None:
             bar.close()
-    work.remove()
-    _whole_file_checks(container.streams.video[0], [work.done[s.index] for s in plan], summary)
 
 
 def encode_segment(
