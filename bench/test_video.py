@@ -292,3 +292,57 @@ def test_segmented_route_keeps_the_pipelines_speed(tmp_path: Path, capsys) -> No
     previous["segmented x2"] = {"frames": frames, "seconds": best, "ratio": ratio}
     RESULTS.write_text(json.dumps(previous, indent=1))
     assert ratio >= 0.95, f"segmented at {ratio:.3f}x one pass's fps (goal >= 0.95x)"
+
+
+def test_ray_route_scales_with_workers(tmp_path: Path, capsys, monkeypatch) -> None:
+    """``--ray`` (issue 29 items 3 and 6): the segmented route's clip made locally, then on a
+    local Ray with 1 and 2 one-CPU workers (segments as Ray tasks, joined on the driver), each
+    timed end to end once, after the cluster has started; the join's own seconds too. About
+    4 minutes on 2 cores:
+
+        pytest bench/test_video.py -s -k ray
+    """
+    ray = pytest.importorskip("ray", reason="needs the ray extra")
+    from srcnn_fast import video
+    from srcnn_fast.cli import main
+
+    clip = tmp_path / "clip.mp4"
+    frames = make_clip(clip, keyint=round(BENCH_SEGMENT_SECONDS * RATE))
+    joins: list[float] = []
+    join = video.SegmentedRun.join
+
+    def timed_join(run):  # the driver's share: the remux of every segment into the output
+        started = time.perf_counter()
+        try:
+            return join(run)
+        finally:
+            joins.append(time.perf_counter() - started)
+
+    monkeypatch.setattr(video.SegmentedRun, "join", timed_join)
+    base = ["upscale", str(clip), "-o", str(tmp_path / "out.mp4"), "--overwrite", "-q"]
+    base += ["--backend", "cpu", "--segment", str(BENCH_SEGMENT_SECONDS)]
+    routes = {"local": [], "ray, 1 worker": ["--ray", "--ray-workers", "1"]}
+    routes["ray, 2 workers"] = ["--ray", "--ray-workers", "2"]
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        seconds = {}
+        for route, extra in routes.items():
+            started = time.perf_counter()
+            assert main([*base, *extra]) == 0
+            seconds[route] = (time.perf_counter() - started, joins[-1])
+    finally:
+        ray.shutdown()
+    with capsys.disabled():
+        print(
+            f"\nvideo {WIDTH}x{HEIGHT} -> {2 * WIDTH}x{2 * HEIGHT} (x2, cpu fp32, libx264), "
+            f"{frames} frames, {BENCH_SEGMENT_SECONDS:g} s segments:"
+        )
+        for route, (total, joined) in seconds.items():
+            print(
+                f"  {route:15s} {frames / total:6.2f} fps ({total:.1f} s, join {joined:.2f} s = "
+                f"{100 * joined / total:.1f}%), {seconds['local'][0] / total:.2f}x local"
+            )
+    RESULTS.parent.mkdir(exist_ok=True)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    previous["ray x2"] = {"frames": frames, "seconds": seconds}
+    RESULTS.write_text(json.dumps(previous, indent=1))

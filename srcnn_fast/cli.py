@@ -748,7 +748,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_ray_address,
         metavar="ADDRESS",
         help="run on a Ray cluster (needs the ray extra): a pool of workers, one per GPU, else "
-        "one per CPU; inputs and -o may be s3://, gs://, abfs://, hdfs:// URIs. ADDRESS: auto "
+        "one per CPU; a video's segments are spread over them; image inputs and -o may be s3://, "
+        "gs://, abfs://, hdfs:// URIs. ADDRESS: auto "
         "(the default: the running cluster, else a local Ray), local, HOST:PORT or "
         "ray://HOST:PORT",
     )

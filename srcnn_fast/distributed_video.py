@@ -81,13 +81,9 @@ class RayVideos:
 _UPSCALERS: dict[str, Upscaler] = {}
 
 
-def _upscaler(token: str, model: _Model, threads: int | None) -> Upscaler:
+def _upscaler(token: str, model: _Model) -> Upscaler:
     """This run's Upscaler in this worker process, built by its first task (a worker process
     serves many tasks)."""
-    if threads:  # as the image actors: Numba would take every core of the node otherwise
-        import numba
-
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     if token not in _UPSCALERS:
         from .infer import Upscaler
 
@@ -103,11 +99,11 @@ def _upscaler(token: str, model: _Model, threads: int | None) -> Upscaler:
 
 
 def _segment_task(
-    token: str, model: _Model, threads: int | None, run: SegmentedRun, segment: Segment
+    token: str, model: _Model, run: SegmentedRun, segment: Segment
 ) -> tuple[dict[str, Any], StageTimes, list[str], str]:
     """One segment made on a worker: what the record keeps of it, the stages' times, notes,
     and the backend that ran it."""
-    upscaler = _upscaler(token, model, threads)
+    upscaler = _upscaler(token, model)
     own = VideoSummary(run.summary.source, run.segment_path(segment))
     stats = encode_segment(
         own.source, segment, own.target, upscaler, run.job, run.choices, own, None
@@ -116,10 +112,10 @@ def _segment_task(
 
 
 def _whole_task(
-    token: str, model: _Model, threads: int | None, src: Path, dst: Path, options: dict[str, Any]
+    token: str, model: _Model, src: Path, dst: Path, options: dict[str, Any]
 ) -> tuple[VideoSummary, str]:
     """A video that goes in one pass, made whole on a worker."""
-    upscaler = _upscaler(token, model, threads)
+    upscaler = _upscaler(token, model)
     summary = upscale_video(src, dst, upscaler, segment_seconds=0, progress=False, **options)
     return summary, upscaler.backend_name
 
@@ -226,8 +222,13 @@ def run_videos(
     threads = None if resources.get("num_gpus") else cpus_per_worker
     token = f"{id(upscaler)}-{started}"
     model = ray.put(_model(upscaler, list(runs.values()), backend))
-    segment_task = ray.remote(_segment_task).options(max_retries=TASK_RETRIES, **resources)
-    whole_task = ray.remote(_whole_task).options(max_retries=TASK_RETRIES, **resources)
+    options_of_tasks: dict[str, Any] = {"max_retries": TASK_RETRIES, **resources}
+    if threads:
+        # The upscale runs in the pipeline's own thread, where numba.set_num_threads from
+        # the task's thread does not reach: the pool is sized when the worker process starts.
+        options_of_tasks["runtime_env"] = {"env_vars": {"NUMBA_NUM_THREADS": str(threads)}}
+    segment_task = ray.remote(_segment_task).options(**options_of_tasks)
+    whole_task = ray.remote(_whole_task).options(**options_of_tasks)
 
     pending: dict[Any, tuple[int, Segment | None]] = {}
     failed: set[int] = set()
@@ -240,9 +241,9 @@ def run_videos(
             run = runs[index]
             if run is None:
                 job = jobs[index]
-                ref = whole_task.remote(token, model, threads, job.source, job.target, options)
+                ref = whole_task.remote(token, model, job.source, job.target, options)
             else:
-                ref = segment_task.remote(token, model, threads, run, segment)
+                ref = segment_task.remote(token, model, run, segment)
             pending[ref] = (index, segment)
         if not pending:
             break
@@ -263,6 +264,8 @@ def run_videos(
             continue
         backends[index].add(answer[-1])
         if run is None:
+            for line in answer[0].weights if on_weights is not None else ():
+                on_weights(job, line)  # chosen on the worker: said when it is done
             on_result(job, answer[0], None, result.on(backends[index]))
             continue
         stats, times, notes, _ = answer

@@ -47,7 +47,16 @@ if TYPE_CHECKING:
     from .infer import Upscaler
     from .weights_choice import WeightsChoice
 
-__all__ = ["VideoSummary", "is_media", "is_video", "upscale_video", "video_encoder"]
+__all__ = [
+    "SegmentedRun",
+    "VideoSummary",
+    "encode_segment",
+    "is_media",
+    "is_video",
+    "plan_segmented",
+    "upscale_video",
+    "video_encoder",
+]
 
 INSTALL_HINT = "pip install 'srcnn-fast[video]'"
 

@@ -136,8 +136,14 @@ def test_images_and_videos_in_one_ray_run(
         "--ray",
         cluster,
         "--overwrite",
+        "-v",
     )
     assert code == 0, lines
+    # -v: each video's weights, chosen on the driver (segments) or the worker (one pass).
+    for name in ("clip", "short"):
+        said = f"srcnn-fast: {folder / name}.mkv -> {remote / name}_x2.mkv: video stream #0: "
+        said += "the weights given"
+        assert sum(line.startswith(said) for line in lines) == 1, "\n".join(lines)
     names = sorted(p.name for p in remote.iterdir())
     assert (
         names
