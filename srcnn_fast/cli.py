@@ -148,10 +148,11 @@ def _check_precision(args: argparse.Namespace) -> None:
 def cmd_upscale(args: argparse.Namespace) -> int:
     from .batch import run_jobs
     from .imagefile import IMAGE_EXTENSIONS
-    from .infer import Upscaler
     from .jobs import check_output_option, collect_jobs
     from .video import is_media
 
+    if "-" in args.inputs or args.output == "-":
+        return _upscale_pipe(args)
     if args.ray is not None:
         for name in args.inputs:
             if is_media(name):
@@ -164,18 +165,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if args.ray_workers is not None:
         _error("--ray-workers needs --ray")
         return EXIT_USAGE
-    _check_shipped_scale(args)
-    _check_weights_for(args)
-    _check_precision(args)
-    upscaler = Upscaler(
-        _scale(args),
-        args.weights,
-        args.backend,
-        args.precision,
-        alpha=args.alpha,
-        tile=args.tile,
-        degradation=args.weights_for,
-    )
+    upscaler = _upscaler(args)
     # Folders and globs take videos too; a file named on its own is a video (or other media,
     # which the video path refuses in one line) when FFmpeg reads it as one. Each file is
     # probed once: the planner's answer is reused to split the jobs.
@@ -219,6 +209,73 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if not args.quiet or summary.failed:
         print(f"srcnn-fast: {summary.line()} ({upscaler.backend_name} backend)", file=sys.stderr)
     return EXIT_FAILED if summary.failed or video_failed else EXIT_OK
+
+
+def _upscaler(args: argparse.Namespace) -> Any:
+    """The upscale command's :class:`~srcnn_fast.infer.Upscaler`, its options checked."""
+    from .infer import Upscaler
+
+    _check_shipped_scale(args)
+    _check_weights_for(args)
+    _check_precision(args)
+    return Upscaler(
+        _scale(args),
+        args.weights,
+        args.backend,
+        args.precision,
+        alpha=args.alpha,
+        tile=args.tile,
+        degradation=args.weights_for,
+    )
+
+
+def _upscale_pipe(args: argparse.Namespace) -> int:
+    """``upscale - -o -``: a YUV4MPEG2 stream from stdin (or a .y4m file) to stdout (or a .y4m
+    file). stdout carries frames alone: every message goes to stderr."""
+    import contextlib
+
+    from .y4m import STDIO, stdout_for_frames, upscale_y4m_path
+
+    source, target = args.inputs[0], STDIO if args.output is None else args.output
+    if len(args.inputs) > 1:
+        raise UsageError("-: a YUV4MPEG2 pipe takes one input (- for stdin, or a .y4m file)")
+    if target != STDIO and not target.lower().endswith(".y4m"):
+        raise UsageError(f"-o {target}: a YUV4MPEG2 pipe writes - (stdout) or a .y4m file")
+    refused = [
+        ("--codec", args.codec is not None),
+        ("--crf", args.crf is not None),
+        ("--preset", args.preset is not None),
+        ("--ray", args.ray is not None or args.ray_workers is not None),
+        ("--tile", args.tile is not None),
+        ("--alpha network", args.alpha != "bicubic"),
+        ("--max-pixels", args.max_pixels != DEFAULT_MAX_PIXELS),
+        ("--recursive", args.recursive),
+        ("--skip-existing", args.skip_existing),
+    ]
+    for flag, given in refused:
+        if given:
+            raise UsageError(
+                f"{flag} does not apply to a YUV4MPEG2 pipe (raw frames in, raw frames out)"
+            )
+    # stdout is taken for the frames before anything else can print to it.
+    with stdout_for_frames() if target == STDIO else contextlib.nullcontext() as frames:
+        upscaler = _upscaler(args)
+        summary = upscale_y4m_path(
+            source,
+            target,
+            upscaler,
+            stdout=frames,
+            overwrite=args.overwrite,
+            progress=False if args.quiet else None,
+        )
+    if args.verbose:
+        for line in summary.weights:
+            print(f"srcnn-fast: {summary.source} -> {summary.target}: {line}", file=sys.stderr)
+    if summary.problem():
+        _error(summary.problem())
+    if not args.quiet:
+        print(f"srcnn-fast: {summary.line()} ({upscaler.backend_name} backend)", file=sys.stderr)
+    return EXIT_FAILED if summary.problem() else EXIT_OK
 
 
 def _upscale_videos(jobs: list, upscaler: Any, args: argparse.Namespace) -> int:
