@@ -150,8 +150,9 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from .imagefile import IMAGE_EXTENSIONS
     from .jobs import check_output_option, collect_jobs
     from .video import is_media
+    from .y4m import is_y4m_route
 
-    if "-" in args.inputs or args.output == "-":
+    if is_y4m_route(args.inputs, args.output):
         return _upscale_pipe(args)
     if args.ray is not None:
         for name in args.inputs:
@@ -234,13 +235,12 @@ def _upscale_pipe(args: argparse.Namespace) -> int:
     file). stdout carries frames alone: every message goes to stderr."""
     import contextlib
 
-    from .y4m import STDIO, stdout_for_frames, upscale_y4m_path
+    from .y4m import STDIO, stdout_for_frames, upscale_y4m_path, y4m_target
 
-    source, target = args.inputs[0], STDIO if args.output is None else args.output
     if len(args.inputs) > 1:
         raise UsageError("-: a YUV4MPEG2 pipe takes one input (- for stdin, or a .y4m file)")
-    if target != STDIO and not target.lower().endswith(".y4m"):
-        raise UsageError(f"-o {target}: a YUV4MPEG2 pipe writes - (stdout) or a .y4m file")
+    source = args.inputs[0]
+    to_stdout = args.output == STDIO or (args.output is None and source == STDIO)
     refused = [
         ("--codec", args.codec is not None),
         ("--crf", args.crf is not None),
@@ -250,7 +250,7 @@ def _upscale_pipe(args: argparse.Namespace) -> int:
         ("--alpha network", args.alpha != "bicubic"),
         ("--max-pixels", args.max_pixels != DEFAULT_MAX_PIXELS),
         ("--recursive", args.recursive),
-        ("--skip-existing", args.skip_existing),
+        ("--skip-existing", args.skip_existing and to_stdout),
     ]
     for flag, given in refused:
         if given:
@@ -258,8 +258,15 @@ def _upscale_pipe(args: argparse.Namespace) -> int:
                 f"{flag} does not apply to a YUV4MPEG2 pipe (raw frames in, raw frames out)"
             )
     # stdout is taken for the frames before anything else can print to it.
-    with stdout_for_frames() if target == STDIO else contextlib.nullcontext() as frames:
+    with stdout_for_frames() if to_stdout else contextlib.nullcontext() as frames:
         upscaler = _upscaler(args)
+        target = y4m_target(source, args.output, upscaler.scale)
+        if target != STDIO and args.skip_existing and Path(target).exists():
+            if not args.quiet:
+                print(f"srcnn-fast: {target}: exists, skipped", file=sys.stderr)
+            return EXIT_OK
+        if target != STDIO:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
         summary = upscale_y4m_path(
             source,
             target,

@@ -22,7 +22,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -32,6 +32,7 @@ import numpy as np
 
 from .errors import ImageError, OutputError, UsageError
 from .imagefile import atomic_output
+from .jobs import names_folder, output_name
 from .pipeline import pipelined
 from .video import VideoSummary, _count, _progress_bar, upscale_frame
 
@@ -43,11 +44,13 @@ __all__ = [
     "STDIO",
     "Y4MHeader",
     "Y4MSummary",
+    "is_y4m_route",
     "read_frames",
     "read_header",
     "stdout_for_frames",
     "upscale_y4m",
     "upscale_y4m_path",
+    "y4m_target",
 ]
 
 #: The name that means stdin (as an input) or stdout (as ``-o``).
@@ -432,6 +435,37 @@ def upscale_y4m_path(
         return upscale_y4m(
             reader, writer, upscaler, header=header, source=source, target=dst, progress=progress
         )
+
+
+def is_y4m_route(inputs: Sequence[str], output: str | None) -> bool:
+    """Whether ``upscale`` takes this route: stdin or stdout (``-``), or one .y4m file into a
+    .y4m file (beside it, in a folder, or named). A .y4m file into another container (``-o
+    out.mkv``) is a video file like any other (:mod:`srcnn_fast.video`)."""
+    if STDIO in inputs or output == STDIO:
+        return True
+    if len(inputs) != 1 or not _is_y4m(inputs[0]):
+        return False
+    return output is None or _is_y4m(output) or names_folder(output)
+
+
+def y4m_target(source: str, output: str | None, scale: int) -> str:
+    """Where ``source`` (``-``: stdin) is written: ``-`` (stdout: the default for stdin), or
+    ``NAME_xS.y4m`` beside it or in the folder ``output``, or the .y4m file ``output``.
+    Raises :class:`UsageError` for an output that is none of these."""
+    if output == STDIO or (output is None and source == STDIO):
+        return STDIO
+    if output is not None and _is_y4m(output):
+        return output
+    if output is not None and not names_folder(output):
+        raise UsageError(f"-o {output}: a YUV4MPEG2 stream is written to - (stdout) or a .y4m file")
+    if source == STDIO:
+        raise UsageError(f"-o {output}: stdin has no name to name its output by; give -o FILE.y4m")
+    name = output_name(Path(source).name, scale)
+    return str(Path(source).with_name(name) if output is None else Path(output) / name)
+
+
+def _is_y4m(name: str) -> bool:
+    return name.lower().endswith(".y4m")
 
 
 def _open_input(path: str) -> IO[bytes]:

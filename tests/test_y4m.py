@@ -203,6 +203,37 @@ def test_file_ends_equal_the_pipe(tmp_path, tiny):
     ]
 
 
+def test_which_commands_take_the_y4m_route_and_where_they_write(tmp_path):
+    route, target = y4m.is_y4m_route, y4m.y4m_target
+    assert route(["-"], None) and route(["-"], "-") and route(["a.mkv"], "-")
+    assert route(["a.y4m"], None) and route(["a.Y4M"], "b.y4m") and route(["a.y4m"], "out/")
+    assert route(["a.y4m"], str(tmp_path))  # an existing folder
+    assert not route(["a.y4m"], "b.mkv")  # a video file like any other: the file route
+    assert not route(["a.mkv"], None) and not route(["a.y4m", "b.y4m"], None)
+    assert target("-", None, 2) == "-" and target("a.y4m", "-", 2) == "-"
+    assert target("d/a.y4m", None, 3) == str(Path("d/a_x3.y4m"))
+    assert target("d/a.y4m", "out/", 2) == str(Path("out/a_x2.y4m"))
+    assert target("-", "x.y4m", 2) == "x.y4m"
+
+
+def test_cli_y4m_files_beside_in_a_folder_and_skipped(tmp_path, tiny, capsys):
+    data = y4m_stream("yuv422p", frames=2)
+    src = tmp_path / "clip.y4m"
+    src.write_bytes(data)
+    expected = io.BytesIO()
+    y4m.upscale_y4m(io.BytesIO(data), expected, Upscaler(weights=tiny, backend="reference"))
+    common = ["-w", str(tiny), "--backend", "reference"]
+    assert cli.main(["upscale", str(src), *common]) == cli.EXIT_OK
+    assert (tmp_path / "clip_x2.y4m").read_bytes() == expected.getvalue()
+    assert cli.main(["upscale", str(src), "-o", f"{tmp_path}/new/", *common]) == cli.EXIT_OK
+    assert (tmp_path / "new" / "clip_x2.y4m").read_bytes() == expected.getvalue()
+    capsys.readouterr()
+    assert cli.main(["upscale", str(src), *common]) == cli.EXIT_FAILED  # exists
+    assert "clip_x2.y4m: already exists (use --overwrite" in capsys.readouterr().err
+    assert cli.main(["upscale", str(src), "--skip-existing", *common]) == cli.EXIT_OK
+    assert "clip_x2.y4m: exists, skipped" in capsys.readouterr().err
+
+
 # --- broken streams -------------------------------------------------------------------------
 
 
@@ -377,7 +408,9 @@ def test_terminals_are_refused():
         (["-", "-o", "-", "--ray"], "--ray does not apply to a YUV4MPEG2 pipe"),
         (["-", "-o", "-", "--tile", "64"], "--tile does not apply to a YUV4MPEG2 pipe"),
         (["-", "a.png"], "-: a YUV4MPEG2 pipe takes one input"),
-        (["-", "-o", "out.mkv"], "-o out.mkv: a YUV4MPEG2 pipe writes - (stdout) or a .y4m"),
+        (["-", "-o", "out.mkv"], "-o out.mkv: a YUV4MPEG2 stream is written to - (stdout) or"),
+        (["-", "-o", "new/"], "-o new/: stdin has no name to name its output by"),
+        (["-", "--skip-existing"], "--skip-existing does not apply to a YUV4MPEG2 pipe"),
     ],
 )
 def test_options_that_mean_nothing_for_pipes_are_usage_errors(capsys, args, message):
