@@ -643,13 +643,15 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         metavar="IN",
-        help="image files, folders or globs; video files (any container FFmpeg reads)",
+        help="image files, folders or globs; video files (any container FFmpeg reads); - for a "
+        "YUV4MPEG2 stream on stdin",
     )
     p.add_argument(
         "-o",
         "--output",
         metavar="OUT",
-        help="output file (one input) or folder (default: NAME_xS.EXT beside each)",
+        help="output file (one input) or folder (default: NAME_xS.EXT beside each); - for "
+        "YUV4MPEG2 on stdout (the default for input -)",
     )
     add_model_options(p, 2)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")

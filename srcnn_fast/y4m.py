@@ -308,10 +308,11 @@ def upscale_y4m(
     """Upscale the YUV4MPEG2 stream ``src`` into ``dst``, frame by frame, in a pipeline.
 
     ``source``/``target`` name the two in messages; ``header``: ``src``'s, where the caller
-    has read it already. A bad header raises
-    :class:`ImageError` before anything is written; a stream that breaks off mid-frame ends
-    the output after the last whole frame and is reported in the summary (``cut``,
-    :meth:`Y4MSummary.problem`). A write that fails raises :class:`OutputError`.
+    has read it already; ``depth``: frames per queue; ``progress``: a bar on stderr (None:
+    when stderr is a terminal). A bad header raises :class:`ImageError` before anything is
+    written; a stream that breaks off mid-frame ends the output after the last whole frame
+    and is reported in the summary (``cut``, :meth:`Y4MSummary.problem`). A write that fails
+    raises :class:`OutputError` saying how many frames were written.
     """
     summary = Y4MSummary(Path(source), Path(target))
     started = time.perf_counter()

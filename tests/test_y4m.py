@@ -172,6 +172,62 @@ def test_pipe_frames_equal_the_file_route(tmp_path, tiny, fmt):
         assert max(int(f[0].max()) for f in frames) > 255  # really 10-bit samples
 
 
+#: `ffmpeg -i IN OUT` played by PyAV, for an FFmpeg binary may not be installed: argv IN, OUT
+#: (- for stdin or stdout: YUV4MPEG2, rawvideo) and the codec of a file OUT.
+FFMPEG = """
+import sys, av
+def end(name, mode):
+    if name != "-":
+        return av.open(name, mode)
+    pipe = sys.stdin.buffer if mode == "r" else sys.stdout.buffer
+    return av.open(pipe, mode, format="yuv4mpegpipe", options={"strict": "-1"})
+with end(sys.argv[1], "r") as source, end(sys.argv[2], "w") as out:
+    video = source.streams.video[0]
+    codec = "rawvideo" if sys.argv[2] == "-" else sys.argv[3]
+    stream = out.add_stream(codec, rate=video.average_rate)
+    stream.width, stream.height = video.codec_context.width, video.codec_context.height
+    stream.pix_fmt = video.codec_context.format.name
+    for frame in source.decode(video):
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode(None))
+"""
+
+
+@pytest.mark.parametrize("fmt", ["yuv420p", "yuv422p10le"])
+def test_an_ffmpeg_pipeline_equals_the_file_route(tmp_path, tiny, fmt):
+    """ffmpeg -i in.mkv -f yuv4mpegpipe - | srcnn-fast upscale - -o - | ffmpeg -i - out.mkv,
+    three processes joined by OS pipes, gives the frames `srcnn-fast upscale in.mkv` gives."""
+    from srcnn_fast.video import upscale_video
+
+    src, piped, direct = tmp_path / "in.mkv", tmp_path / "piped.mkv", tmp_path / "direct.mkv"
+    (tmp_path / "in.y4m").write_bytes(y4m_stream(fmt, frames=4))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # in.mkv: the frames in lossless FFV1 (a real container for the first "ffmpeg" to decode).
+    made = subprocess.run([PYTHON, "-c", FFMPEG, str(tmp_path / "in.y4m"), str(src), "ffv1"])
+    assert made.returncode == 0
+    first = subprocess.Popen([PYTHON, "-c", FFMPEG, str(src), "-"], stdout=subprocess.PIPE, env=env)
+    middle = subprocess.Popen(
+        [PYTHON, "-m", "srcnn_fast.cli", "upscale", "-", "-o", "-", "-w", str(tiny)],
+        stdin=first.stdout,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    last = subprocess.Popen(
+        [PYTHON, "-c", FFMPEG, "-", str(piped), "ffv1"], stdin=middle.stdout, env=env
+    )
+    assert first.stdout is not None and middle.stdout is not None
+    first.stdout.close()  # the next process holds them now
+    middle.stdout.close()
+    assert last.wait(timeout=300) == 0
+    assert first.wait(timeout=60) == 0
+    stderr = middle.communicate(timeout=300)[1]
+    assert middle.returncode == 0, stderr.decode()
+    assert "stdin -> stdout: 4 frames" in stderr.decode()
+    upscale_video(src, direct, Upscaler(weights=tiny), codec="ffv1", progress=False)
+    assert_frames_equal(decoded(piped), decoded(direct), f"{fmt}: pipeline vs file route")
+
+
 def test_file_ends_equal_the_pipe(tmp_path, tiny):
     """`upscale in.y4m -o out.y4m` writes what the pipe writes; outputs are never written over
     the input or an existing file (without --overwrite), a bad header leaves no file."""
@@ -189,6 +245,11 @@ def test_file_ends_equal_the_pipe(tmp_path, tiny):
     with pytest.raises(OutputError, match="is the input itself"):
         y4m.upscale_y4m_path(str(src), str(src), upscaler, overwrite=True, progress=False)
     assert src.read_bytes() == data
+    cut = tmp_path / "cut.y4m"  # a stream cut inside frame 2: frame 1 stays in the output
+    cut.write_bytes(data[: len(data) - 10])
+    summary = y4m.upscale_y4m_path(str(cut), str(tmp_path / "cut_x2.y4m"), upscaler)
+    assert summary.frames == 1 and summary.problem().startswith(f"{cut}: the stream ends inside")
+    assert len(parse((tmp_path / "cut_x2.y4m").read_bytes())[1]) == 1
     bad = tmp_path / "bad.y4m"
     bad.write_bytes(b"YUV4MPEG2 W8 C420jpeg\nFRAME\n")
     with pytest.raises(ImageError, match="no H"):
@@ -197,6 +258,8 @@ def test_file_ends_equal_the_pipe(tmp_path, tiny):
         y4m.upscale_y4m_path(str(tmp_path / "none.y4m"), "-", upscaler, stdout=io.BytesIO())
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "bad.y4m",
+        "cut.y4m",
+        "cut_x2.y4m",
         "in.y4m",
         "out.y4m",
         "tiny_x2.npz",
