@@ -165,11 +165,13 @@ def _check_precision(args: argparse.Namespace) -> None:
 def cmd_upscale(args: argparse.Namespace) -> int:
     from .batch import run_jobs
     from .imagefile import IMAGE_EXTENSIONS
-    from .infer import Upscaler
     from .jobs import check_output_option, collect_jobs
     from .jpeg import image_hint
     from .video import is_media
+    from .y4m import is_y4m_route
 
+    if is_y4m_route(args.inputs, args.output):
+        return _upscale_pipe(args)
     if args.ray is not None:
         if args.weights_for != "auto":
             # The Ray workers run one set of weights (srcnn_fast.distributed): say so, rather
@@ -179,18 +181,7 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if args.ray_workers is not None:
         _error("--ray-workers needs --ray")
         return EXIT_USAGE
-    _check_shipped_scale(args)
-    _check_weights_for(args)
-    _check_precision(args)
-    upscaler = Upscaler(
-        _scale(args),
-        args.weights,
-        args.backend,
-        args.precision,
-        alpha=args.alpha,
-        tile=args.tile,
-        degradation=args.weights_for,
-    )
+    upscaler = _upscaler(args)
     # Folders and globs take videos too; a file named on its own is a video (or other media,
     # which the video path refuses in one line) when FFmpeg reads it as one. Each file is
     # probed once: the planner's answer is reused to split the jobs.
@@ -235,6 +226,79 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     if not args.quiet or summary.failed:
         print(f"srcnn-fast: {summary.line()} ({upscaler.backend_name} backend)", file=sys.stderr)
     return EXIT_FAILED if summary.failed or video_failed else EXIT_OK
+
+
+def _upscaler(args: argparse.Namespace) -> Any:
+    """The upscale command's :class:`~srcnn_fast.infer.Upscaler`, its options checked."""
+    from .infer import Upscaler
+
+    _check_shipped_scale(args)
+    _check_weights_for(args)
+    _check_precision(args)
+    return Upscaler(
+        _scale(args),
+        args.weights,
+        args.backend,
+        args.precision,
+        alpha=args.alpha,
+        tile=args.tile,
+        degradation=args.weights_for,
+    )
+
+
+def _upscale_pipe(args: argparse.Namespace) -> int:
+    """``upscale - -o -``: a YUV4MPEG2 stream from stdin (or a .y4m file) to stdout (or a .y4m
+    file). stdout carries frames alone: every message goes to stderr."""
+    import contextlib
+
+    from .y4m import STDIO, stdout_for_frames, upscale_y4m_path, y4m_target
+
+    if len(args.inputs) > 1:
+        raise UsageError("-: a YUV4MPEG2 pipe takes one input (- for stdin, or a .y4m file)")
+    source = args.inputs[0]
+    to_stdout = args.output == STDIO or (args.output is None and source == STDIO)
+    refused = [
+        ("--codec", args.codec is not None),
+        ("--crf", args.crf is not None),
+        ("--preset", args.preset is not None),
+        ("--ray", args.ray is not None or args.ray_workers is not None),
+        ("--tile", args.tile is not None),
+        ("--alpha network", args.alpha != "bicubic"),
+        ("--max-pixels", args.max_pixels != DEFAULT_MAX_PIXELS),
+        ("--recursive", args.recursive),
+        ("--skip-existing", args.skip_existing and to_stdout),
+    ]
+    for flag, given in refused:
+        if given:
+            raise UsageError(
+                f"{flag} does not apply to a YUV4MPEG2 pipe (raw frames in, raw frames out)"
+            )
+    # stdout is taken for the frames before anything else can print to it.
+    with stdout_for_frames() if to_stdout else contextlib.nullcontext() as frames:
+        upscaler = _upscaler(args)
+        target = y4m_target(source, args.output, upscaler.scale)
+        if target != STDIO and args.skip_existing and Path(target).exists():
+            if not args.quiet:
+                print(f"srcnn-fast: {target}: exists, skipped", file=sys.stderr)
+            return EXIT_OK
+        if target != STDIO:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        summary = upscale_y4m_path(
+            source,
+            target,
+            upscaler,
+            stdout=frames,
+            overwrite=args.overwrite,
+            progress=False if args.quiet else None,
+        )
+    if args.verbose:
+        for line in summary.weights:
+            print(f"srcnn-fast: {summary.source} -> {summary.target}: {line}", file=sys.stderr)
+    if summary.problem():
+        _error(summary.problem())
+    if not args.quiet:
+        print(f"srcnn-fast: {summary.line()} ({upscaler.backend_name} backend)", file=sys.stderr)
+    return EXIT_FAILED if summary.problem() else EXIT_OK
 
 
 def _upscale_videos(jobs: list, upscaler: Any, args: argparse.Namespace) -> int:
@@ -699,13 +763,15 @@ def build_parser() -> argparse.ArgumentParser:
         "inputs",
         nargs="+",
         metavar="IN",
-        help="image files, folders or globs; video files (any container FFmpeg reads)",
+        help="image files, folders or globs; video files (any container FFmpeg reads); - for a "
+        "YUV4MPEG2 stream on stdin",
     )
     p.add_argument(
         "-o",
         "--output",
         metavar="OUT",
-        help="output file (one input) or folder (default: NAME_xS.EXT beside each)",
+        help="output file (one input) or folder (default: NAME_xS.EXT beside each); - for "
+        "YUV4MPEG2 on stdout (the default for input -)",
     )
     add_model_options(p, 2)
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")

@@ -54,6 +54,7 @@ __all__ = [
     "is_media",
     "is_video",
     "plan_segmented",
+    "upscale_frame",
     "upscale_video",
     "video_encoder",
 ]
@@ -1100,9 +1101,23 @@ def _upscale_item(upscaler: Upscaler, item: tuple, videos: dict[int, _VideoOut])
     height, width = planes[0].shape
     frame, out = _output_frame(layout, width * upscaler.scale, height * upscaler.scale)
     choice = videos[index].choice  # set by _choose_weights before the pipeline started
-    hint = None if choice is None or choice.weights == "given" else choice.weights
-    upscaler.upscale_planes(planes, layout.bits, layout.full_range, out=out, degradation=hint)
+    upscale_frame(upscaler, planes, layout.bits, layout.full_range, choice, out)
     return ("frame", index, frame, layout, pts, time_base, first)
+
+
+def upscale_frame(
+    upscaler: Upscaler,
+    planes: list[np.ndarray],
+    bits: int,
+    full_range: bool,
+    choice: WeightsChoice | None,
+    out: list[np.ndarray],
+) -> None:
+    """One frame's planes upscaled into ``out`` with its stream's weights ``choice``: the step
+    every video route shares (files here, YUV4MPEG2 pipes in :mod:`srcnn_fast.y4m`), so a
+    frame comes out the same whichever way it came in."""
+    hint = None if choice is None or choice.weights == "given" else choice.weights
+    upscaler.upscale_planes(planes, bits, full_range, out=out, degradation=hint)
 
 
 def _progress_bar(progress: bool | None, total: int | None, src: Path) -> Any:
