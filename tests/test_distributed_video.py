@@ -20,6 +20,7 @@ from test_segments import GOP, _count_segments, _same_frames
 from test_video import make_clip, read_clip
 
 from srcnn_fast.cli import main
+from srcnn_fast.distributed_video import TASK_RETRIES
 from srcnn_fast.imagefile import write_image
 
 av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
@@ -84,6 +85,12 @@ def test_a_video_on_two_workers_is_the_local_run(
         1,
         [f"srcnn-fast: error: {src}: is the input itself; not overwritten"],
     )
+    # A problem the worker meets making a segment: the local run's one line; nothing left.
+    crf = ["-o", str(tmp_path / "crf.mkv"), "-w", str(weights), "--crf", "20"]
+    expected = upscale(capsys, str(src), *crf)
+    assert expected[0] == 1 and expected[1][0].startswith("srcnn-fast: error: --crf: the ffv1")
+    assert upscale(capsys, str(src), *crf, "--ray", cluster) == expected
+    assert not any("crf" in p.name for p in tmp_path.iterdir()), os.listdir(tmp_path)
     code, lines = upscale(capsys, str(src), "-o", "s3://bucket/out/", "--ray", cluster)
     assert (code, lines) == (
         2,
@@ -160,11 +167,13 @@ def test_images_and_videos_in_one_ray_run(
 
 
 @pytest.fixture()
-def crash_once(cluster: str, tmp_path: Path) -> Iterator[Path]:
-    """Join the cluster as a new Ray job whose worker processes die, once, in segment 2: its
-    complete temporary file truncated to a partial one, not renamed (as in
-    tests/test_distributed.py's crash_once)."""
-    marker = str(tmp_path / "killed")
+def crashing(cluster: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path]:
+    """Join the cluster as a new Ray job whose worker processes die in segment 2, its complete
+    temporary file truncated to a partial one, not renamed (as in tests/test_distributed.py's
+    crash_once): the first ``request.param`` times it is made. Returns the folder where each
+    death leaves a file."""
+    deaths, times = tmp_path / "deaths", request.param
+    deaths.mkdir()
 
     def install() -> None:  # runs in every worker process of the job, as it starts
         import os
@@ -175,34 +184,56 @@ def crash_once(cluster: str, tmp_path: Path) -> Iterator[Path]:
 
         def crash_before_the_rename(av, container, tmp, path, *args, **kwargs):
             result = transcode(av, container, tmp, path, *args, **kwargs)
-            if path.name == "segment-00002.mkv":
+            for death in range(times) if path.name == "segment-00002.mkv" else ():
                 try:
-                    os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
-                except FileExistsError:  # the retry: this time the rename happens
-                    pass
-                else:
-                    os.truncate(tmp, 10)
-                    os._exit(1)
+                    os.close(os.open(deaths / str(death), os.O_CREAT | os.O_EXCL))
+                except FileExistsError:  # an earlier attempt died there
+                    continue
+                os.truncate(tmp, 10)
+                os._exit(1)
             return result
 
         video._transcode = crash_before_the_rename
 
     ray.shutdown()
     ray.init(address=cluster, runtime_env={"worker_process_setup_hook": install})
-    yield Path(marker)
+    yield deaths
     ray.shutdown()
     ray.init(address=cluster)
 
 
+@pytest.mark.parametrize("crashing", [1], indirect=True)
 def test_a_worker_killed_mid_segment_is_redone_and_never_joined(
-    crash_once: Path, tmp_path: Path, weights: Path, capsys
+    crashing: Path, tmp_path: Path, weights: Path, capsys
 ) -> None:
     src = tmp_path / "clip.mkv"
     make_clip(src, frames=FRAMES, options=GOP)
     local, remote = tmp_path / "local.mkv", tmp_path / "ray.mkv"
     assert upscale(capsys, str(src), "-o", str(local), "-w", str(weights))[0] == 0
     code, lines = upscale(capsys, str(src), "-o", str(remote), "-w", str(weights), "--ray")
-    assert crash_once.exists(), "a worker died in segment 2"
+    assert os.listdir(crashing) == ["0"], "a worker died in segment 2"
     assert code == 0, lines
     _same_frames(read_clip(local), read_clip(remote))
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir()), os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("crashing", [TASK_RETRIES + 1], indirect=True)
+def test_a_segment_whose_every_try_dies_fails_its_video_and_the_rerun_resumes(
+    crashing: Path, cluster: str, tmp_path: Path, weights: Path, capsys
+) -> None:
+    src = tmp_path / "clip.mkv"
+    make_clip(src, frames=FRAMES, options=GOP)
+    remote = tmp_path / "ray.mkv"
+    code, lines = upscale(capsys, str(src), "-o", str(remote), "-w", str(weights), "--ray")
+    assert len(os.listdir(crashing)) == TASK_RETRIES + 1, "every try of segment 2 died"
+    failed = f"srcnn-fast: error: {src}: segment 2: failed on the cluster ("
+    assert code == 1 and sum(line.startswith(failed) for line in lines) == 1, lines
+    assert not remote.exists()
+    # The segments that were made are kept: a run on a sound cluster makes only segment 2.
+    ray.shutdown()
+    ray.init(address=cluster)
+    code, lines = upscale(capsys, str(src), "-o", str(remote), "-w", str(weights), "--ray")
+    assert code == 0 and f"srcnn-fast: {remote}: resuming: 4 of 5 segments done" in lines, lines
+    local = tmp_path / "local.mkv"
+    assert upscale(capsys, str(src), "-o", str(local), "-w", str(weights))[0] == 0
+    _same_frames(read_clip(local), read_clip(remote))
