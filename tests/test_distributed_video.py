@@ -237,3 +237,24 @@ def test_a_segment_whose_every_try_dies_fails_its_video_and_the_rerun_resumes(
     local = tmp_path / "local.mkv"
     assert upscale(capsys, str(src), "-o", str(local), "-w", str(weights))[0] == 0
     _same_frames(read_clip(local), read_clip(remote))
+
+
+def test_the_weights_chosen_on_the_driver_run_on_the_workers(
+    cluster: str, tmp_path: Path, jpeg_weights: Path, capsys
+) -> None:
+    """A coarsely quantised H.264 stream gets the JPEG-aware weights, chosen once on the
+    driver from its QP (the stand-in pair exists only in this process: the workers get the
+    weights themselves), in segments: the local run's frames."""
+    from test_video_weights import COARSE, h264_clip
+
+    src = tmp_path / "coarse.mp4"
+    h264_clip(src, COARSE, frames=FRAMES, params=":keyint=5:min-keyint=5")
+    local, remote = tmp_path / "local.mkv", tmp_path / "ray.mkv"
+    code, lines = upscale(capsys, str(src), "-o", str(local), "-v")
+    assert code == 0, lines
+    code, lines = upscale(capsys, str(src), "-o", str(remote), "-v", "--ray", cluster)
+    assert code == 0, lines
+    said = f"srcnn-fast: {src} -> {remote}: video stream #0: JPEG-aware weights (H.264 mean QP"
+    assert sum(line.startswith(said) for line in lines) == 1, "\n".join(lines)
+    assert re.search(r" on 2 CPU workers \(cpu backend\)$", lines[-1]), lines
+    _same_frames(read_clip(local), read_clip(remote))
