@@ -232,6 +232,7 @@ def run_videos(
 
     pending: dict[Any, tuple[int, Segment | None]] = {}
     failed: set[int] = set()
+    discarded: set[int] = set()  # failed for a problem with the file: no work folder left
     backends: dict[int, set[str]] = {index: set() for index in runs}
     while tasks or pending:
         while tasks and len(pending) < workers:
@@ -253,14 +254,17 @@ def run_videos(
         try:
             answer = ray.get(ref)
         except Exception as exc:  # a problem with the file, or every retry died
+            if run is not None and index not in discarded and _srcnn_cause(exc) is not None:
+                run.discard()  # a problem with the file: a rerun would meet it again
+                discarded.add(index)
             if index not in failed:
                 failed.add(index)
                 where = f"{job.source}" + ("" if segment is None else f": segment {segment.index}")
-                if run is not None and _srcnn_cause(exc) is not None:
-                    run.discard()  # a problem with the file: a rerun would meet it again
                 on_result(job, None, _one_line(exc, where), "")
             continue
         if index in failed:
+            if run is not None and index not in discarded:
+                run.finish(segment, answer[0])  # kept for a rerun, as the local run keeps it
             continue
         backends[index].add(answer[-1])
         if run is None:
