@@ -25,7 +25,9 @@ Ray is imported inside functions only, as in :mod:`srcnn_fast.distributed`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -81,9 +83,13 @@ class RayVideos:
 _UPSCALERS: dict[str, Upscaler] = {}
 
 
-def _upscaler(token: str, model: _Model) -> Upscaler:
+def _upscaler(token: str, model: _Model, cwd: str) -> Upscaler:
     """This run's Upscaler in this worker process, built by its first task (a worker process
-    serves many tasks)."""
+    serves many tasks); the process moved to the driver's folder ``cwd``."""
+    # Paths as the user named them (relative ones too): the messages name files as the local
+    # run does. A node without that folder still reads absolute paths.
+    with contextlib.suppress(OSError):
+        os.chdir(cwd)
     if token not in _UPSCALERS:
         from .infer import Upscaler
 
@@ -99,11 +105,11 @@ def _upscaler(token: str, model: _Model) -> Upscaler:
 
 
 def _segment_task(
-    token: str, model: _Model, run: SegmentedRun, segment: Segment
+    token: str, model: _Model, cwd: str, run: SegmentedRun, segment: Segment
 ) -> tuple[dict[str, Any], StageTimes, list[str], str]:
     """One segment made on a worker: what the record keeps of it, the stages' times, notes,
     and the backend that ran it."""
-    upscaler = _upscaler(token, model)
+    upscaler = _upscaler(token, model, cwd)
     own = VideoSummary(run.summary.source, run.segment_path(segment))
     stats = encode_segment(
         own.source, segment, own.target, upscaler, run.job, run.choices, own, None
@@ -112,10 +118,10 @@ def _segment_task(
 
 
 def _whole_task(
-    token: str, model: _Model, src: Path, dst: Path, options: dict[str, Any]
+    token: str, model: _Model, cwd: str, src: Path, dst: Path, options: dict[str, Any]
 ) -> tuple[VideoSummary, str]:
     """A video that goes in one pass, made whole on a worker."""
-    upscaler = _upscaler(token, model)
+    upscaler = _upscaler(token, model, cwd)
     summary = upscale_video(src, dst, upscaler, segment_seconds=0, progress=False, **options)
     return summary, upscaler.backend_name
 
@@ -220,7 +226,7 @@ def run_videos(
     workers = min(workers, len(tasks))
     result.workers, result.worker_kind = workers, "GPU" if resources.get("num_gpus") else "CPU"
     threads = None if resources.get("num_gpus") else cpus_per_worker
-    token = f"{id(upscaler)}-{started}"
+    token, cwd = f"{id(upscaler)}-{started}", os.getcwd()
     model = ray.put(_model(upscaler, list(runs.values()), backend))
     options_of_tasks: dict[str, Any] = {"max_retries": TASK_RETRIES, **resources}
     if threads:
@@ -242,9 +248,9 @@ def run_videos(
             run = runs[index]
             if run is None:
                 job = jobs[index]
-                ref = whole_task.remote(token, model, job.source, job.target, options)
+                ref = whole_task.remote(token, model, cwd, job.source, job.target, options)
             else:
-                ref = segment_task.remote(token, model, run, segment)
+                ref = segment_task.remote(token, model, cwd, run, segment)
             pending[ref] = (index, segment)
         if not pending:
             break
