@@ -378,8 +378,11 @@ def _add_video_stream(
     stream.codec_context.time_base = source.time_base
     for name in ("color_primaries", "color_trc", "colorspace", "color_range"):
         setattr(stream.codec_context, name, getattr(ctx, name))
-    if ctx.sample_aspect_ratio:
-        stream.codec_context.sample_aspect_ratio = ctx.sample_aspect_ratio
+    # FFmpeg's guess: the container's aspect (an MP4 'pasp', Matroska's display size) where it
+    # gives one, else the bitstream's; the encoder writes it into both of the output's.
+    aspect = source.sample_aspect_ratio or ctx.sample_aspect_ratio
+    if aspect:
+        stream.codec_context.sample_aspect_ratio = aspect
     stream.metadata.update(source.metadata)
     return stream
 
