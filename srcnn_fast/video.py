@@ -34,9 +34,17 @@ from .pipeline import StageTimes, pipelined
 from .video_quantiser import first_frames_mean_qp
 
 if TYPE_CHECKING:
+    from .batch import Summary
     from .infer import Upscaler, WeightsChoice
 
-__all__ = ["VideoSummary", "is_media", "is_video", "upscale_video", "video_encoder"]
+__all__ = [
+    "VideoSummary",
+    "is_media",
+    "is_video",
+    "upscale_video",
+    "video_encoder",
+    "videos_line",
+]
 
 INSTALL_HINT = "pip install 'srcnn-fast[video]'"
 
@@ -122,6 +130,14 @@ class VideoSummary:
 def _count(n: int, noun: str) -> str:
     """``1 frame``, ``2 frames``."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def videos_line(videos: int, outcome: Summary, frames: int) -> str:
+    """The closing line of a run over several videos, as the images' run has one: ``3 videos:
+    2 upscaled, 1 failed in 9.1 s; 480 frames, 52.7 fps`` (``outcome``: the counts and the
+    run's wall time)."""
+    fps = frames / outcome.seconds if outcome.seconds > 0 else 0.0
+    return f"{_count(videos, 'video')}: {outcome.line()}; {_count(frames, 'frame')}, {fps:.1f} fps"
 
 
 #: Encoders `srcnn-fast info` looks for (the ones `--codec` is documented with).
@@ -325,8 +341,43 @@ def _open_input(av: Any, src: Path) -> Any:
         return av.open(str(src), metadata_errors="replace")
     except FileNotFoundError:
         raise ImageError(f"{src}: no such file") from None
+    except av.error.InvalidDataError as exc:
+        raise ImageError(_not_media(src, exc)) from None
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise ImageError(f"{src}: cannot read as video ({_reason(exc)})") from None
+
+
+#: Bytes of a file FFmpeg cannot read that the message looks at (and shows, if text).
+_HEAD_BYTES = 256
+
+
+def _not_media(src: Path, exc: BaseException) -> str:
+    """The line for a file FFmpeg finds no media in. A text file under a video's name (a Git
+    LFS pointer never fetched, an HTML error page saved as the download) says so and shows how
+    it starts: "Invalid data found when processing input" told the user nothing."""
+    try:
+        with open(src, "rb") as file:
+            head = file.read(_HEAD_BYTES)
+    except OSError:
+        head = b"\0"
+    if not head:
+        return f"{src}: not a media file: it is empty"
+    text = head.decode("utf-8", "ignore" if len(head) == _HEAD_BYTES else "strict")
+    if head.strip() and "\0" not in text and all(c.isprintable() or c in "\t\r\n" for c in text):
+        first = text.strip().splitlines()[0][:80]
+        lfs = text.startswith("version https://git-lfs.github.com/spec/")
+        hint = " (a Git LFS pointer: fetch the file itself with `git lfs pull`)" if lfs else ""
+        return f"{src}: not a media file: it is text, starting {first!r}{hint}"
+    return f"{src}: cannot read as video ({_reason(exc)})"
+
+
+def _encrypted(packet: Any) -> bool:
+    """Whether a packet is encrypted (CENC: an MP4 'encv'/'enca' sample entry with its 'sinf'
+    and 'tenc' boxes, as DRM'd streaming services ship): FFmpeg's demuxer attaches each such
+    packet's encryption info (key id, IV, clear and encrypted ranges) as side data, and the
+    decoder, given no key, would see noise ("no video frame could be decoded")."""
+    has = getattr(packet, "has_sidedata", None)  # PyAV 14+
+    return bool(has is not None and has("encryption_info"))
 
 
 def _reason(exc: BaseException) -> str:
@@ -622,6 +673,11 @@ def _demux(
         if not packet.size:  # the demuxer's end-of-stream marker: flushed below
             continue
         index = packet.stream.index
+        if (index in copied or index in videos) and _encrypted(packet):
+            raise ImageError(
+                f"{container.name}: {packet.stream.type} stream #{index} is encrypted (CENC "
+                f"DRM); it cannot be decoded without its key, which this tool does not take"
+            )
         if index in copied:
             yield ("packet", packet, index)
         elif index in videos:

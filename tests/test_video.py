@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -518,7 +519,7 @@ def test_no_video_stream_and_not_a_video(tmp_path, tiny):
         upscale_video(audio_only, tmp_path / "out.mka", scale=2, weights=tiny(2))
     text = tmp_path / "notes.mp4"
     text.write_text("not a video")
-    with pytest.raises(ImageError, match=r"notes\.mp4: cannot read as video"):
+    with pytest.raises(ImageError, match=r"notes\.mp4: not a media file: it is text"):
         upscale_video(text, tmp_path / "out.mp4", scale=2, weights=tiny(2))
     assert not is_video(text) and not is_video(audio_only)
     clip = tmp_path / "clip.weird"
@@ -623,8 +624,11 @@ def test_cli_bad_videos_get_one_line_and_the_others_go_on(tmp_path, tiny):
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert "Traceback" not in done.stderr
-    assert len(lines) == 2, done.stderr
-    assert lines[0].startswith(f"srcnn-fast: error: {text}: cannot read as video")
+    assert len(lines) == 3, done.stderr  # -q: the errors, and the total as something failed
+    assert lines[2].startswith("srcnn-fast: 3 videos: 1 upscaled, 2 failed in ")
+    assert lines[0] == (
+        f"srcnn-fast: error: {text}: not a media file: it is text, starting 'not a video'"
+    )
     assert "frames could not be decoded" in lines[1] and str(cut) in lines[1]
     assert (tmp_path / "good_x2.mkv").is_file() and (tmp_path / "cut_x2.mp4").is_file()
     assert not (tmp_path / "notes_x2.mp4").exists()
@@ -640,22 +644,27 @@ def _stopped(pid: int) -> bool:
 
 
 def interrupt_while_writing(process: subprocess.Popen, folder: Path) -> None:
-    """SIGINT to ``process`` while it is writing its output (a temporary file in ``folder``).
-    Sending it when the file appears raced the run's end (issue 30 item 10: a 0.2 s run ended
-    first, exit 0). Here the process is frozen (SIGSTOP) before each look, so a temporary file
-    seen is still being written when the signal is sent; SIGCONT then lets it handle it."""
+    """SIGINT to ``process`` while it is writing its output (a temporary file in ``folder``)."""
+    interrupt_when(process, lambda: any(".tmp" in p.name for p in folder.iterdir()))
+
+
+def interrupt_when(process: subprocess.Popen, ready: Callable[[], bool]) -> None:
+    """SIGINT to ``process`` once ``ready()``, while it still runs. Sending it when a temporary
+    file appeared raced the run's end (issue 30 item 10: a 0.2 s run ended first, exit 0).
+    Here the process is frozen (SIGSTOP) before each look, so what ``ready`` saw still holds
+    when the signal is sent; SIGCONT then lets the process handle it."""
     deadline = time.monotonic() + 120
     while True:
         assert process.poll() is None, "the run ended before it could be interrupted"
-        assert time.monotonic() < deadline, "never started writing"
+        assert time.monotonic() < deadline, "never got ready to be interrupted"
         process.send_signal(signal.SIGSTOP)
         while not _stopped(process.pid):
             time.sleep(0.001)
-        writing = any(".tmp" in p.name for p in folder.iterdir())
-        if writing:
+        now = ready()
+        if now:
             process.send_signal(signal.SIGINT)
         process.send_signal(signal.SIGCONT)
-        if writing:
+        if now:
             return
         time.sleep(0.01)
 
