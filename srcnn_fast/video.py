@@ -31,6 +31,7 @@ import numpy as np
 from .errors import ImageError, OutputError
 from .imagefile import IMAGE_EXTENSIONS, atomic_output
 from .pipeline import StageTimes, pipelined
+from .stage_cpu import STAGES, StageClock, set_thread_name, thread_name
 from .video_quantiser import first_frames_mean_qp
 
 if TYPE_CHECKING:
@@ -95,13 +96,24 @@ class VideoSummary:
     notes: list[str] = field(default_factory=list)
     #: The weights each video stream got, and why ("video stream #0: clean weights (...)").
     weights: list[str] = field(default_factory=list)
+    #: CPU seconds per stage, the codecs' and libraries' threads included
+    #: (:mod:`srcnn_fast.stage_cpu`); None where they cannot be read (not Linux).
+    cpu: dict[str, float] | None = None
+
+    def shares(self) -> tuple[float, float, float]:
+        """(decode, upscale, encode): each stage's share of the CPU time (of the pipeline's
+        waits where that cannot be read, :meth:`StageTimes.shares`)."""
+        total = sum(self.cpu.values()) if self.cpu else 0.0
+        if not total:
+            return self.times.shares()
+        return tuple(self.cpu[stage] / total for stage in STAGES)  # type: ignore[return-value]
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
-        decode, upscale, encode = (round(100 * share) for share in self.times.shares())
+        decode, upscale, encode = (round(100 * share) for share in self.shares())
         return (
             f"{self.source} -> {self.target}: {_count(self.frames, 'frame')} in "
             f"{self.seconds:.1f} s, "
@@ -579,9 +591,10 @@ def _transcode(
 
         total = sum(v.frames_expected for v in videos.values()) or None
         bar = _progress_bar(progress, total, src)
+        clock, caller_name = StageClock(), thread_name()
         items = pipelined(
-            _demux(av, container, videos, copied),
-            lambda item: _upscale_item(upscaler, item, videos),
+            clock.source(_demux(av, container, videos, copied)),
+            clock.work(lambda item: _upscale_item(upscaler, item, videos)),
             depth=depth,
             times=summary.times,
             overlap=overlap,
@@ -599,35 +612,40 @@ def _transcode(
                     waiting.extend(packets)
 
             for item in items:
-                if item[0] == "packet":
-                    _, packet, index = item
-                    packet.stream = copied[index]
-                    emit([packet])
-                    continue
-                _, index, frame, layout, pts, time_base, first = item
-                video = videos[index]
-                frame.pts, frame.time_base = pts, time_base
-                if not video.started:
-                    video.started = True
-                    video.out_format = _configure_on_first_frame(video, first, layout, frame)
-                if frame.format.name != video.out_format:
-                    frame = frame.reformat(format=video.out_format)
-                emit(_encode(av, video, frame, src))
-                if waiting is not None and all(v.started for v in videos.values()):
-                    out.mux(waiting)
-                    waiting = None
+                with clock.own("encode"):  # the caller's thread: the encoders and the muxer
+                    if item[0] == "packet":
+                        _, packet, index = item
+                        packet.stream = copied[index]
+                        emit([packet])
+                        continue
+                    _, index, frame, layout, pts, time_base, first = item
+                    video = videos[index]
+                    frame.pts, frame.time_base = pts, time_base
+                    if not video.started:
+                        video.started = True
+                        video.out_format = _configure_on_first_frame(video, first, layout, frame)
+                    if frame.format.name != video.out_format:
+                        frame = frame.reformat(format=video.out_format)
+                    emit(_encode(av, video, frame, src))
+                    if waiting is not None and all(v.started for v in videos.values()):
+                        out.mux(waiting)
+                        waiting = None
                 summary.frames += 1
                 if bar is not None:
                     bar.update(1)
+            with clock.own("encode"):
+                for video in videos.values():
+                    if video.started:
+                        emit(_encode(av, video, None, src))
+                if waiting:
+                    out.mux(waiting)
+            summary.cpu = clock.stop()  # before the encoders close: their threads still count
         finally:
             items.close()
             if bar is not None:
                 bar.close()
-        for video in videos.values():
-            if video.started:
-                emit(_encode(av, video, None, src))
-        if waiting:
-            out.mux(waiting)
+            if caller_name is not None:
+                set_thread_name(caller_name)
         for video in videos.values():
             # A packet that fails to decode is a frame lost; where the header gives the
             # frame count, frames that never arrived (a truncated file) are lost too.

@@ -1,0 +1,82 @@
+"""The video summary's ``bottleneck: decode x%, upscale y%, encode z%`` (issue 30 item 1): each
+stage's share of the CPU time, the work in the codecs' own threads included (x264's frame and
+lookahead threads, FFmpeg's decoder threads, Numba's pool)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from test_video import make_clip
+
+from srcnn_fast import stage_cpu
+from srcnn_fast.infer import Upscaler
+from srcnn_fast.stage_cpu import StageClock, stage_of
+
+av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
+linux = pytest.mark.skipif(not StageClock().available, reason="thread names and /proc: Linux")
+
+
+def _burn(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def test_threads_are_counted_by_the_stage_that_started_them() -> None:
+    assert stage_of("srcnn-decode") == stage_of("av:h264:df0") == "decode"
+    assert stage_of("srcnn-encode") == "encode"
+    assert stage_of("python") == stage_of("srcnn-upscale") == "upscale"
+
+
+@linux
+def test_a_helper_thread_counts_for_the_stage_that_started_it() -> None:
+    """A thread started under a stage's name inherits it, as libx264's threads inherit the
+    encoding thread's: its CPU time is the stage's, though the stage's own call returned at
+    once (as x264's encode call does). Bounds: 0.3 s burnt, counted within 0.25..0.6 s."""
+    clock, name = StageClock(), stage_cpu.thread_name()
+    burnt, release = threading.Event(), threading.Event()
+
+    def helper_work() -> None:
+        _burn(0.3)
+        burnt.set()
+        release.wait(30)  # alive when the clock stops, as x264's threads are
+
+    try:
+        with clock.own("encode"):
+            helper = threading.Thread(target=helper_work)
+            helper.start()  # returns at once; the helper works on
+        assert burnt.wait(30)
+        seconds = clock.stop()
+    finally:
+        release.set()
+        helper.join()
+        if name is not None:
+            stage_cpu.set_thread_name(name)
+    assert seconds is not None
+    assert 0.25 <= seconds["encode"] <= 0.6, seconds
+    assert seconds["upscale"] < 0.1 and seconds["decode"] < 0.1, seconds
+
+
+@linux
+def test_a_slow_encoder_is_named_the_bottleneck(tmp_path: Path) -> None:
+    """x264 at preset placebo on 640x448 frames, behind a network of 4 channels (the reference
+    backend, NumPy: nothing to compile): encoding takes most of the CPU, in x264's threads.
+    The pipeline's waits alone read 98% upscale, 0% encode here (the encode call returns
+    at once)."""
+    from srcnn_fast.model import Architecture, SRCNNWeights
+    from srcnn_fast.video import upscale_video
+
+    src, dst, weights = tmp_path / "in.mkv", tmp_path / "out.mp4", tmp_path / "w.npz"
+    make_clip(src, width=320, height=224, frames=8, audio=False)
+    SRCNNWeights.random(Architecture(f1=3, n1=4, n2=4, f3=3), scale=2).save(weights)
+    up = Upscaler(weights=weights, backend="reference")
+    summary = upscale_video(src, dst, up, codec="libx264", preset="placebo", progress=False)
+    decode, upscale, encode = summary.shares()
+    assert summary.cpu is not None and summary.frames == 8
+    assert encode > max(decode, upscale) and encode > 0.5, summary.line()
+    assert f"encode {round(100 * encode)}%" in summary.line()
+    print(summary.line(), summary.cpu, summary.times.shares(), file=sys.stderr)
