@@ -4,7 +4,6 @@ lookahead threads, FFmpeg's decoder threads, Numba's pool)."""
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from pathlib import Path
@@ -61,22 +60,33 @@ def test_a_helper_thread_counts_for_the_stage_that_started_it() -> None:
     assert seconds["upscale"] < 0.1 and seconds["decode"] < 0.1, seconds
 
 
+class _NearestUpscaler(Upscaler):
+    """The upscale stage at almost no cost (each sample repeated), so the test measures the
+    codecs alone: a real network's CPU time varies with the machine's load (NumPy's BLAS
+    threads spin when contended), and under the suite's load it once read as much as x264's."""
+
+    def upscale_planes(self, planes, bits=None, full_range=False, out=None, degradation=None):
+        for plane, target in zip(planes, out, strict=True):
+            h, w = target.shape
+            target[:] = plane.repeat(self.scale, 0).repeat(self.scale, 1)[:h, :w]
+        return list(out)
+
+
 @linux
 def test_a_slow_encoder_is_named_the_bottleneck(tmp_path: Path) -> None:
-    """x264 at preset placebo on 640x448 frames, behind a network of 4 channels (the reference
-    backend, NumPy: nothing to compile): encoding takes most of the CPU, in x264's threads.
-    The pipeline's waits alone read 98% upscale, 0% encode here (the encode call returns
-    at once)."""
+    """x264 at preset placebo on 640x448 frames: encoding takes most of the CPU, in x264's
+    threads. The pipeline's waits alone read the upscale stage as the bottleneck here (the
+    encode call returns at once, x264's threads work behind it)."""
     from srcnn_fast.model import Architecture, SRCNNWeights
     from srcnn_fast.video import upscale_video
 
     src, dst, weights = tmp_path / "in.mkv", tmp_path / "out.mp4", tmp_path / "w.npz"
     make_clip(src, width=320, height=224, frames=8, audio=False)
     SRCNNWeights.random(Architecture(f1=3, n1=4, n2=4, f3=3), scale=2).save(weights)
-    up = Upscaler(weights=weights, backend="reference")
+    up = _NearestUpscaler(weights=weights, backend="reference")
     summary = upscale_video(src, dst, up, codec="libx264", preset="placebo", progress=False)
     decode, upscale, encode = summary.shares()
     assert summary.cpu is not None and summary.frames == 8
-    assert encode > max(decode, upscale) and encode > 0.5, summary.line()
+    assert encode > 0.8 and encode > max(decode, upscale), (summary.line(), summary.cpu)
     assert f"encode {round(100 * encode)}%" in summary.line()
-    print(summary.line(), summary.cpu, summary.times.shares(), file=sys.stderr)
+    assert summary.times.shares()[2] < 0.5, "the waits alone: the encode call returns at once"

@@ -473,13 +473,88 @@ def test_truncated_mp4_and_mpeg_ts_keep_what_decoded(tmp_path, tiny):
                             progress=False)  # fmt: skip
     assert summary.lost_frames == 48 - summary.frames and summary.short
     assert "could not be decoded; video stream #0 ended at" in summary.problem()
-    # MPEG-TS declares no duration: it is judged by its last packet, and a cut between
-    # packets leaves every packet that arrived decoded: nothing to report, nothing lost.
+    # MPEG-TS declares no duration: it is judged by its last packet, so no frame counts as
+    # lost and the stream is not short. Where the cut falls inside the last frame's data the
+    # decoder conceals that frame and flags it, and that is reported (before: exit 0); where
+    # it does not, nothing is (libx264's output, and so where the cut falls, varies by run).
     src = _cut(tmp_path, "cut.ts", codec="libx264", audio=False)
     dst = tmp_path / "cut_x2.ts"
     summary = upscale_video(src, dst, scale=2, weights=tiny(2), progress=False)
-    assert 0 < summary.frames < 48 and summary.problem() is None
+    assert 0 < summary.frames < 48 and not summary.lost_frames and not summary.short
+    assert summary.damaged_frames == _decoded(src)[2] <= 1
+    assert (summary.problem() is None) == (summary.damaged_frames == 0), summary.problem()
     assert len(read_clip(dst)["frames"]) == summary.frames
+
+
+def _damaged_mp4(tmp_path: Path, packet: int) -> Path:
+    """A 48-frame H.264 MP4 (64x48, faststart) with noise over the first half of one video
+    packet's payload (after its length prefix and NAL header)."""
+    whole = tmp_path / "whole.mp4"
+    if not whole.exists():
+        make_clip(whole, codec="libx264", frames=48, width=64, height=48,
+                  options={"movflags": "faststart"})  # fmt: skip
+    data = bytearray(whole.read_bytes())
+    with av.open(str(whole)) as container:
+        stream = container.streams.video[0]
+        pos, length = [(p.pos, p.size) for p in container.demux(stream) if p.size][packet]
+    size = (length - 8) // 2
+    noise = np.random.default_rng(3).integers(0, 256, size, np.uint8).tobytes()
+    data[pos + 8 : pos + 8 + size] = noise
+    damaged = tmp_path / f"damaged{packet}.mp4"
+    damaged.write_bytes(bytes(data))
+    return damaged
+
+
+def _decoded(path: Path) -> tuple[int, int, int]:
+    """(frames, packets refused, frames flagged as concealed): a plain one-thread decode."""
+    frames = refused = flagged = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "SLICE"  # one slice per frame: one thread, no timing to vary
+        for packet in container.demux(stream):
+            try:
+                for frame in packet.decode():
+                    frames, flagged = frames + 1, flagged + frame.is_corrupt
+            except av.error.FFmpegError:
+                refused += 1
+    return frames, refused, flagged
+
+
+def _damaged_as(tmp_path: Path, outcome: tuple[int, int, int]) -> Path:
+    """The first of the middle packets whose damage a plain decode meets with ``outcome``.
+    libx264's output differs from run to run, and noise in a packet is refused, concealed, or
+    (no checksum in H.264) parsed as a valid, wrong picture, depending on its bytes."""
+    for packet in (*range(24, 47), *range(1, 24)):
+        damaged = _damaged_mp4(tmp_path, packet)
+        if _decoded(damaged) == outcome:
+            return damaged
+        damaged.unlink()
+    pytest.fail(f"no packet of the clip whose damage decodes as {outcome}")
+
+
+@pytest.mark.parametrize(("outcome", "words"), [
+    ((47, 1, 0), "1 frame could not be decoded"),
+    ((48, 0, 1), "1 frame decoded with errors (concealed by the decoder)"),
+])  # fmt: skip
+def test_an_mp4_with_a_corrupt_packet_in_the_middle_is_reported(
+    tmp_path, tiny, capsys, outcome, words
+):
+    """Issue 29 item 5: a packet in the middle that the decoder refuses, or that it conceals
+    (patches from its neighbours and flags), is one line and exit 1, every frame around it
+    kept, with the pipeline's frame-threaded decoder as with a plain one. (Once "sometimes
+    concealed, exit 0": concealed frames were not counted.)"""
+    from srcnn_fast.cli import main
+
+    src = _damaged_as(tmp_path, outcome)
+    dst = tmp_path / "out.mkv"
+    capsys.readouterr()
+    code = main(["upscale", str(src), "-o", str(dst), "-w", str(tiny(2)), "--codec", "ffv1", "-q"])
+    err = capsys.readouterr().err
+    assert code == 1 and err == (
+        f"srcnn-fast: error: {src}: {words} (truncated or corrupt input); the "
+        f"{outcome[0]} frames that decoded are in {dst}\n"
+    ), err
+    assert len(read_clip(dst)["frames"]) == outcome[0]
 
 
 def test_counts_are_singular_for_one(tmp_path):
