@@ -15,9 +15,14 @@ video summary keeps the pipeline's waits, :class:`~srcnn_fast.pipeline.StageTime
   decoder's slice threads ``srcnn-decode``. FFmpeg names its frame-threaded decoders' threads
   itself (``av:h264:df0``): decode. Any other thread (a Numba pool started earlier by the
   caller) counts as upscale, the stage that uses it.
-* The stage threads time themselves (``time.thread_time`` around each call: the decode
-  thread ends before the last reading); every other thread's CPU time is read from
-  ``/proc/self/task/TID/schedstat`` (nanoseconds) when the run starts and when it ends.
+* The decode and encode stages' threads time themselves (``time.thread_time`` around each
+  call: the decode thread ends before the last reading); every other thread's CPU time is
+  read from ``/proc/self/task/TID/schedstat`` (nanoseconds) when the run starts and when it
+  ends, and counts for the stage its name says.
+* Upscale is the rest of the process's CPU time over the run (``time.process_time``): the
+  upscale thread and its pool, including threads that end before the last reading (GNU
+  OpenMP gives each thread that starts a parallel region a team of its own, which ends with
+  it: reading threads alone missed a third of a run's CPU time).
 """
 
 from __future__ import annotations
@@ -117,6 +122,7 @@ class StageClock:
         self._self_timed: set[int] = set()
         self._lock = threading.Lock()
         self._start = _threads() if self.available else {}
+        self._process_start = time.process_time()
 
     @contextlib.contextmanager
     def own(self, stage: str) -> Iterator[None]:
@@ -154,13 +160,18 @@ class StageClock:
         return timed
 
     def stop(self) -> dict[str, float] | None:
-        """Seconds per stage: the stage threads' own, plus every other thread's since the
-        clock was made, by its name (:func:`stage_of`)."""
+        """Seconds per stage since the clock was made: decode and encode, their threads' own
+        time plus every other thread's that carries their name (:func:`stage_of`); upscale,
+        the rest of the process's."""
         if not self.available:
             return None
+        process = time.process_time() - self._process_start
+        spent = {stage: self.seconds[stage] for stage in ("decode", "encode")}
         for tid, (name, seconds) in _threads().items():
-            if tid in self._self_timed:
+            stage = stage_of(name)
+            if tid in self._self_timed or stage == "upscale":
                 continue
             before = self._start.get(tid, (name, 0.0))[1]
-            self.seconds[stage_of(name)] += max(0.0, seconds - before)
-        return dict(self.seconds)
+            spent[stage] += max(0.0, seconds - before)
+        spent["upscale"] = max(0.0, process - spent["decode"] - spent["encode"])
+        return {stage: spent[stage] for stage in STAGES}

@@ -60,6 +60,30 @@ def test_a_helper_thread_counts_for_the_stage_that_started_it() -> None:
     assert seconds["upscale"] < 0.1 and seconds["decode"] < 0.1, seconds
 
 
+@linux
+def test_threads_that_end_before_the_run_count_as_upscale() -> None:
+    """The upscale thread's OpenMP team ends with the thread, before the clock stops: its
+    time is the rest of the process's. Bounds: 0.3 s burnt, counted within 0.25..0.6 s."""
+    clock, name = StageClock(), stage_cpu.thread_name()
+
+    def stage() -> None:  # the pipeline's upscale thread, and a team thread it starts
+        with clock.own("upscale"):
+            team = threading.Thread(target=_burn, args=(0.3,))
+            team.start()
+            team.join()
+
+    try:
+        worker = threading.Thread(target=stage)
+        worker.start()
+        worker.join()
+        seconds = clock.stop()
+    finally:
+        if name is not None:
+            stage_cpu.set_thread_name(name)
+    assert seconds is not None
+    assert 0.25 <= seconds["upscale"] <= 0.6 and seconds["encode"] < 0.1, seconds
+
+
 class _NearestUpscaler(Upscaler):
     """The upscale stage at almost no cost (each sample repeated), so the test measures the
     codecs alone: a real network's CPU time varies with the machine's load (NumPy's BLAS
