@@ -125,8 +125,9 @@ class VideoSummary:
         )
 
     def problem(self) -> str | None:
-        """The one line for a video that came out short: frames that could not be decoded, or
-        a stream that ended before its declared end (None: neither)."""
+        """The one line for a video that came out short or damaged: frames that could not be
+        decoded, frames the decoder concealed, a stream that ended before its declared end
+        (None: none of these)."""
         if not self.lost_frames and not self.short and not self.damaged_frames:
             return None
         what = []
