@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import re
 import sys
+import time
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 from . import __version__
 from .backends import BACKEND_NAMES, PRECISIONS
 from .batch import DEFAULT_MAX_PIXELS
+from .console import say
 from .errors import SrcnnError, UsageError
 from .train import TrainConfig
 from .train.config import Check, about
@@ -29,7 +31,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _error(message: str) -> None:
-    print(f"srcnn-fast: error: {message}", file=sys.stderr)
+    say(f"srcnn-fast: error: {message}")  # on a line of its own, under a progress bar too
 
 
 def _positive_int(text: str) -> int:
@@ -306,16 +308,18 @@ def _upscale_pipe(args: argparse.Namespace) -> int:
 def _upscale_videos(jobs: list, upscaler: Any, args: argparse.Namespace) -> int:
     """Each video job in turn, under the images' rules for existing outputs; a line per
     video (its fps and bottleneck), one line per problem. Returns the number that failed."""
-    from .batch import check_folder_writable
+    from .batch import Summary, check_folder_writable
     from .segments import DEFAULT_SEGMENT_SECONDS
-    from .video import upscale_video
+    from .video import upscale_video, videos_line
 
     failed, probed = 0, {}
+    total, frames, started = Summary(), 0, time.perf_counter()
     for job in jobs:
         try:
             if job.target.exists() and args.skip_existing:
                 if not args.quiet:
                     print(f"srcnn-fast: {job.target}: exists, skipped", file=sys.stderr)
+                total.skipped += 1
                 continue
             check_folder_writable(job.target, probed)
             job.target.parent.mkdir(parents=True, exist_ok=True)
@@ -343,13 +347,19 @@ def _upscale_videos(jobs: list, upscaler: Any, args: argparse.Namespace) -> int:
             continue
         for note in summary.notes:
             print(f"srcnn-fast: warning: {note}", file=sys.stderr)
+        frames += summary.frames
         if summary.problem():
             _error(summary.problem())
             failed += 1
+        else:
+            total.done += 1
         if not args.quiet:
             print(
                 f"srcnn-fast: {summary.line()} ({upscaler.backend_name} backend)", file=sys.stderr
             )
+    total.failed, total.seconds = failed, time.perf_counter() - started
+    if len(jobs) > 1 and (not args.quiet or failed):  # the images' closing line, for videos
+        print(f"srcnn-fast: {videos_line(len(jobs), total, frames)}", file=sys.stderr)
     return failed
 
 
