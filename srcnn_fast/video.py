@@ -75,6 +75,12 @@ ENCODERS = {
     "prores": "prores_ks",
 }
 FALLBACK_ENCODER = "libx264"
+#: Outputs that hold raw frames only (no codec of the input's fits): the encoder FFmpeg's own
+#: tools pick for them, and the muxer options they need. YUV4MPEG2 takes more than 8 bits per
+#: sample only below FFmpeg's "normal" compliance (its own `-strict -1`); such an output is
+#: made in one pass (its frames are not packets to remux).
+RAW_OUTPUTS = {".y4m": ("wrapped_avframe", {"strict": "unofficial"})}
+RAW_MUXERS = ("yuv4mpegpipe",)
 
 #: Default quality per encoder: visually transparent for a person watching (x264's CRF 18
 #: is the usual "visually lossless" point; the others are set to look alike), at each
@@ -463,7 +469,10 @@ def _add_video_stream(
     stream = out.add_stream(encoder, rate=rate, options=options)
     stream.width, stream.height = ctx.width * scale, ctx.height * scale
     # The input's time base: every frame keeps its own timestamp (variable frame rate too).
-    stream.time_base = source.time_base
+    # A raw-frame output (YUV4MPEG2) has a frame rate, not timestamps: its header's rate is
+    # the stream's time base, so that is one frame.
+    raw = out.format.name in RAW_MUXERS
+    stream.time_base = 1 / Fraction(rate) if raw else source.time_base
     stream.codec_context.time_base = source.time_base
     for name in ("color_primaries", "color_trc", "colorspace", "color_range"):
         setattr(stream.codec_context, name, getattr(ctx, name))
@@ -552,6 +561,9 @@ def upscale_video(
                 raise ImageError(
                     f"{src}: video stream #{stream.index}: no decoder for its codec in this FFmpeg"
                 )
+        raw = RAW_OUTPUTS.get(dst.suffix.lower())
+        if raw is not None:
+            codec, segment_seconds = codec or raw[0], None
         job = _Job(codec, crf, preset, _muxer(dst, container), overlap, depth)
         plan = _plan(av, container, videos, segment_seconds)
         if len(plan) > 1:
@@ -719,8 +731,9 @@ def _transcode(
 
 
 def _open_output(av: Any, tmp: Path, dst: Path, muxer: str | None) -> Any:
+    raw = RAW_OUTPUTS.get(dst.suffix.lower())
     try:
-        return av.open(str(tmp), "w", format=muxer)
+        return av.open(str(tmp), "w", format=muxer, options=raw[1] if raw else None)
     except (av.error.FFmpegError, ValueError) as exc:
         raise OutputError(
             f"{dst}: cannot write a video with this extension ({_reason(exc)})"
