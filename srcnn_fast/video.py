@@ -674,7 +674,7 @@ def _transcode(
 
             def emit(packets: list[Any]) -> None:
                 if waiting is None:
-                    out.mux(packets)
+                    _mux(av, out, packets, dst)
                 else:
                     waiting.extend(packets)
 
@@ -695,7 +695,7 @@ def _transcode(
                         frame = frame.reformat(format=video.out_format)
                     emit(_encode(av, video, frame, src))
                     if waiting is not None and all(v.started for v in videos.values()):
-                        out.mux(waiting)
+                        _mux(av, out, waiting, dst)
                         waiting = None
                 summary.frames += 1
                 if bar is not None:
@@ -705,7 +705,7 @@ def _transcode(
                     if video.started:
                         emit(_encode(av, video, None, src))
                 if waiting:
-                    out.mux(waiting)
+                    _mux(av, out, waiting, dst)
             summary.cpu = clock.stop()  # before the encoders close: their threads still count
         finally:
             items.close()
@@ -728,6 +728,17 @@ def _transcode(
         raise
     out.close()
     return videos
+
+
+def _mux(av: Any, out: Any, packets: list[Any], dst: Path) -> None:
+    """The muxer writes its header at the first packets: a container that refuses the encoded
+    stream only then (an .ogg given H.264, say) is one line, not a traceback."""
+    try:
+        out.mux(packets)
+    except av.error.FFmpegError as exc:
+        raise OutputError(
+            f"{dst}: cannot write this video into {dst.suffix or 'this container'} ({_reason(exc)})"
+        ) from None
 
 
 def _open_output(av: Any, tmp: Path, dst: Path, muxer: str | None) -> Any:

@@ -58,6 +58,20 @@ def test_an_encrypted_mp4_says_it_is_encrypted(tmp_path, tiny_weights):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["drm.mp4", "tiny_x2.npz"]
 
 
+def test_a_container_that_refuses_the_stream_at_its_header_is_one_line(tmp_path, tiny_weights):
+    """Ogg takes no H.264, and says so only when the muxer writes its header (the first
+    packet), not when the stream is added: one line, exit 1, nothing left behind."""
+    src = tmp_path / "clip.mkv"
+    make_clip(src, frames=3, audio=False)
+    out = tmp_path / "out.ogg"
+    done = cli("upscale", str(src), "-o", str(out), "--codec", "libx264", "-w", str(tiny_weights))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.splitlines() == [
+        f"srcnn-fast: error: {out}: cannot write this video into .ogg (Invalid argument)"
+    ], done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mkv", "tiny_x2.npz"]
+
+
 def test_a_text_file_named_like_a_video_says_it_is_not_media(tmp_path, tiny_weights):
     lfs, page, junk, empty = (tmp_path / n for n in ("lfs.mp4", "page.mkv", "junk.mp4", "e.mov"))
     lfs.write_text(
