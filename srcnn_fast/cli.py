@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import re
 import sys
+import time
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 from . import __version__
 from .backends import BACKEND_NAMES, PRECISIONS
 from .batch import DEFAULT_MAX_PIXELS
+from .console import say
 from .errors import SrcnnError, UsageError
 from .train import TrainConfig
 from .train.config import Check, about
@@ -30,7 +32,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _error(message: str) -> None:
-    print(f"srcnn-fast: error: {message}", file=sys.stderr)
+    say(f"srcnn-fast: error: {message}")  # on a line of its own, under a progress bar too
 
 
 def _positive_int(text: str) -> int:
@@ -306,10 +308,10 @@ def _upscale_videos(jobs: list, upscaler: Any, args: argparse.Namespace) -> int:
     video (its fps and bottleneck), one line per problem. Returns the number that failed."""
     from .video import upscale_video
 
-    failed, probed = 0, {}
+    lines = _VideoLines(len(jobs), args)
     for job in jobs:
         try:
-            if not _video_ready(job, args, probed):
+            if not lines.ready(job):
                 continue
             summary = upscale_video(
                 job.source,
@@ -322,26 +324,75 @@ def _upscale_videos(jobs: list, upscaler: Any, args: argparse.Namespace) -> int:
                 on_note=None if args.quiet else _note,
             )
         except (SrcnnError, OSError) as exc:
-            failed += _video_done(job.source, None, _video_error(exc, job.source), args, "")
+            lines.failed(job, exc)
             continue
-        failed += _video_done(
-            job.source, summary, None, args, f" ({upscaler.backend_name} backend)"
-        )
-    return failed
+        lines.done(job, summary, None, f" ({upscaler.backend_name} backend)")
+    return lines.close()
 
 
-def _video_ready(job: Any, args: argparse.Namespace, probed: dict) -> bool:
-    """Whether to make ``job``'s video: False for an existing output under --skip-existing
-    (said); its folder made, and refused where it cannot take new files (raises)."""
-    from .batch import check_folder_writable
+class _VideoLines:
+    """What a run over videos says, locally or on Ray: each video's lines as it is finished
+    (its error; or its notes, its problem and its summary line), and the closing line over
+    several, as the images' run has one."""
 
-    if job.target.exists() and args.skip_existing:
-        if not args.quiet:
-            print(f"srcnn-fast: {job.target}: exists, skipped", file=sys.stderr)
-        return False
-    check_folder_writable(job.target, probed)
-    job.target.parent.mkdir(parents=True, exist_ok=True)
-    return True
+    def __init__(self, videos: int, args: argparse.Namespace) -> None:
+        from .batch import Summary
+
+        self.videos, self.args = videos, args
+        self.total, self.frames = Summary(), 0
+        self.started = time.perf_counter()
+        self.probed: dict = {}
+
+    def ready(self, job: Any) -> bool:
+        """Whether to make ``job``'s video: False for an existing output under
+        --skip-existing (said, counted); its folder made, and refused where it cannot take new
+        files (raises)."""
+        from .batch import check_folder_writable
+
+        if job.target.exists() and self.args.skip_existing:
+            if not self.args.quiet:
+                print(f"srcnn-fast: {job.target}: exists, skipped", file=sys.stderr)
+            self.total.skipped += 1
+            return False
+        check_folder_writable(job.target, self.probed)
+        job.target.parent.mkdir(parents=True, exist_ok=True)
+        return True
+
+    def failed(self, job: Any, exc: BaseException) -> None:
+        if isinstance(exc, OSError):
+            where = exc.filename if exc.filename is not None else job.source
+            self.done(job, None, f"{where}: {exc.strerror or exc}", "")
+        else:
+            self.done(job, None, str(exc), "")
+
+    def done(self, job: Any, summary: Any, error: str | None, ran_on: str) -> None:
+        """A finished video: its ``summary``, or None and its one-line ``error``; ``ran_on``
+        ends its summary line (" (cpu backend)")."""
+        if summary is None:
+            _error(error or f"{job.source}: failed")
+            self.total.failed += 1
+            return
+        for note in summary.notes:
+            print(f"srcnn-fast: warning: {note}", file=sys.stderr)
+        self.frames += summary.frames
+        problem = summary.problem()
+        if problem:
+            _error(problem)
+            self.total.failed += 1
+        else:
+            self.total.done += 1
+        if not self.args.quiet:
+            print(f"srcnn-fast: {summary.line()}{ran_on}", file=sys.stderr)
+
+    def close(self) -> int:
+        """The closing line over several videos; the number that failed."""
+        from .video import videos_line
+
+        total = self.total
+        total.seconds = time.perf_counter() - self.started
+        if self.videos > 1 and (not self.args.quiet or total.failed):
+            print(f"srcnn-fast: {videos_line(self.videos, total, self.frames)}", file=sys.stderr)
+        return total.failed
 
 
 def _video_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -352,31 +403,6 @@ def _segment_seconds(args: argparse.Namespace) -> float:
     from .segments import DEFAULT_SEGMENT_SECONDS
 
     return DEFAULT_SEGMENT_SECONDS if args.segment is None else args.segment
-
-
-def _video_error(exc: BaseException, source: Path) -> str:
-    if isinstance(exc, OSError):
-        where = exc.filename if exc.filename is not None else source
-        return f"{where}: {exc.strerror or exc}"
-    return str(exc)
-
-
-def _video_done(
-    source: Path, summary: Any, error: str | None, args: argparse.Namespace, ran_on: str
-) -> int:
-    """A finished video's lines: its error, else its notes, its problem (a short input) and
-    its summary line ending with ``ran_on``. Returns 1 where it failed, else 0."""
-    if summary is None:
-        _error(error or f"{source}: failed")
-        return 1
-    for note in summary.notes:
-        print(f"srcnn-fast: warning: {note}", file=sys.stderr)
-    problem = summary.problem()
-    if problem:
-        _error(problem)
-    if not args.quiet:
-        print(f"srcnn-fast: {summary.line()}{ran_on}", file=sys.stderr)
-    return 1 if problem else 0
 
 
 def _note(line: str) -> None:
@@ -458,22 +484,17 @@ def _upscale_on_ray(args: argparse.Namespace) -> int:
 
 def _upscale_videos_on_ray(jobs: list, upscaler: Any, args: argparse.Namespace) -> int:
     """The videos of an ``upscale --ray`` run, planned here and made on the cluster: the
-    local run's lines for each, as it is finished. Returns the number that failed."""
+    local run's lines for each, as it is finished, and its closing line. Returns the number
+    that failed."""
     from .distributed_video import run_videos
 
-    ready, probed = [], {}
-    failed = 0
+    lines, ready = _VideoLines(len(jobs), args), []
     for job in jobs:
         try:
-            if _video_ready(job, args, probed):
+            if lines.ready(job):
                 ready.append(job)
         except (SrcnnError, OSError) as exc:
-            failed += _video_done(job.source, None, _video_error(exc, job.source), args, "")
-
-    def finished(job: Any, summary: Any, error: str | None, ran_on: str) -> None:
-        nonlocal failed
-        failed += _video_done(job.source, summary, error, args, ran_on)
-
+            lines.failed(job, exc)
     run_videos(
         ready,
         upscaler,
@@ -483,9 +504,9 @@ def _upscale_videos_on_ray(jobs: list, upscaler: Any, args: argparse.Namespace) 
         num_workers=args.ray_workers,
         on_weights=_say_weights if args.verbose else None,
         on_note=None if args.quiet else _note,
-        on_result=finished,
+        on_result=lines.done,
     )
-    return failed
+    return lines.close()
 
 
 # --- convert ---------------------------------------------------------------------------------

@@ -106,15 +106,15 @@ def _upscaler(token: str, model: _Model, cwd: str) -> Upscaler:
 
 def _segment_task(
     token: str, model: _Model, cwd: str, run: SegmentedRun, segment: Segment
-) -> tuple[dict[str, Any], StageTimes, list[str], str]:
-    """One segment made on a worker: what the record keeps of it, the stages' times, notes,
-    and the backend that ran it."""
+) -> tuple[dict[str, Any], StageTimes, dict[str, float] | None, list[str], str]:
+    """One segment made on a worker: what the record keeps of it, the stages' waits and CPU
+    seconds, notes, and the backend that ran it."""
     upscaler = _upscaler(token, model, cwd)
     own = VideoSummary(run.summary.source, run.segment_path(segment))
     stats = encode_segment(
         own.source, segment, own.target, upscaler, run.job, run.choices, own, None
     )
-    return stats, own.times, own.notes, upscaler.backend_name
+    return stats, own.times, own.cpu, own.notes, upscaler.backend_name
 
 
 def _whole_task(
@@ -278,9 +278,10 @@ def run_videos(
                 on_weights(job, line)  # chosen on the worker: said when it is done
             on_result(job, answer[0], None, result.on(backends[index]))
             continue
-        stats, times, notes, _ = answer
+        stats, times, cpu, notes, _ = answer
         run.finish(segment, stats)
         _add_times(run.summary.times, times)
+        run.summary.add_cpu(cpu)
         run.summary.notes.extend(notes)
         if not run.todo():
             _join(job, run, on_result, result.on(backends[index]))

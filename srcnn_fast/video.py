@@ -41,9 +41,11 @@ from .segments import (
     keyframe_times,
     plan_segments,
 )
+from .stage_cpu import STAGES, StageClock, set_thread_name, thread_name
 from .video_quantiser import first_frames_mean_qp
 
 if TYPE_CHECKING:
+    from .batch import Summary
     from .infer import Upscaler
     from .weights_choice import WeightsChoice
 
@@ -57,6 +59,7 @@ __all__ = [
     "upscale_frame",
     "upscale_video",
     "video_encoder",
+    "videos_line",
 ]
 
 INSTALL_HINT = "pip install 'srcnn-fast[video]'"
@@ -75,6 +78,12 @@ ENCODERS = {
     "prores": "prores_ks",
 }
 FALLBACK_ENCODER = "libx264"
+#: Outputs that hold raw frames only (no codec of the input's fits): the encoder FFmpeg's own
+#: tools pick for them, and the muxer options they need. YUV4MPEG2 takes more than 8 bits per
+#: sample only below FFmpeg's "normal" compliance (its own `-strict -1`); such an output is
+#: made in one pass (its frames are not packets to remux).
+RAW_OUTPUTS = {".y4m": ("wrapped_avframe", {"strict": "unofficial"})}
+RAW_MUXERS = ("yuv4mpegpipe",)
 
 #: Default quality per encoder: visually transparent for a person watching (x264's CRF 18
 #: is the usual "visually lossless" point; the others are set to look alike), at each
@@ -103,6 +112,9 @@ class VideoSummary:
     resumed_frames: int = 0
     seconds: float = 0.0
     lost_frames: int = 0
+    #: Frames the decoder output with its error concealment over damaged data (FFmpeg's
+    #: decode_error_flags or corrupt flag): all there, but not as encoded.
+    damaged_frames: int = 0
     #: Video streams that ended before their declared end: (stream index, seconds reached,
     #: seconds declared).
     short: list[tuple[int, float, float]] = field(default_factory=list)
@@ -110,6 +122,23 @@ class VideoSummary:
     notes: list[str] = field(default_factory=list)
     #: The weights each video stream got, and why ("video stream #0: clean weights (...)").
     weights: list[str] = field(default_factory=list)
+    #: CPU seconds per stage, the codecs' and libraries' threads included
+    #: (:mod:`srcnn_fast.stage_cpu`); None where they cannot be read (not Linux).
+    cpu: dict[str, float] | None = None
+
+    def add_cpu(self, cpu: dict[str, float] | None) -> None:
+        """A segment's CPU seconds per stage added in: each stage's adds up over the
+        segments (wherever they were made)."""
+        if cpu is not None:
+            self.cpu = {stage: (self.cpu or {}).get(stage, 0.0) + cpu[stage] for stage in STAGES}
+
+    def shares(self) -> tuple[float, float, float]:
+        """(decode, upscale, encode): each stage's share of the CPU time (of the pipeline's
+        waits where that cannot be read, :meth:`StageTimes.shares`)."""
+        total = sum(self.cpu.values()) if self.cpu else 0.0
+        if not total:
+            return self.times.shares()
+        return tuple(self.cpu[stage] / total for stage in STAGES)  # type: ignore[return-value]
 
     @property
     def fps(self) -> float:
@@ -117,7 +146,7 @@ class VideoSummary:
         return done / self.seconds if self.seconds > 0 else 0.0
 
     def line(self) -> str:
-        decode, upscale, encode = (round(100 * share) for share in self.times.shares())
+        decode, upscale, encode = (round(100 * share) for share in self.shares())
         kept = f" ({self.resumed_frames} kept from the interrupted run)" * bool(self.resumed_frames)
         return (
             f"{self.source} -> {self.target}: {_count(self.frames, 'frame')}{kept} in "
@@ -127,13 +156,19 @@ class VideoSummary:
         )
 
     def problem(self) -> str | None:
-        """The one line for a video that came out short: frames that could not be decoded, or
-        a stream that ended before its declared end (None: neither)."""
-        if not self.lost_frames and not self.short:
+        """The one line for a video that came out short or damaged: frames that could not be
+        decoded, frames the decoder concealed, a stream that ended before its declared end
+        (None: none of these)."""
+        if not self.lost_frames and not self.short and not self.damaged_frames:
             return None
         what = []
         if self.lost_frames:
             what.append(f"{_count(self.lost_frames, 'frame')} could not be decoded")
+        if self.damaged_frames:
+            what.append(
+                f"{_count(self.damaged_frames, 'frame')} decoded with errors (concealed by the "
+                "decoder)"
+            )
         for index, reached, declared in self.short:
             what.append(
                 f"video stream #{index} ended at {reached:.2f} s of the {declared:.2f} s declared"
@@ -147,6 +182,14 @@ class VideoSummary:
 def _count(n: int, noun: str) -> str:
     """``1 frame``, ``2 frames``."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def videos_line(videos: int, outcome: Summary, frames: int) -> str:
+    """The closing line of a run over several videos, as the images' run has one: ``3 videos:
+    2 upscaled, 1 failed in 9.1 s; 480 frames, 52.7 fps`` (``outcome``: the counts and the
+    run's wall time)."""
+    fps = frames / outcome.seconds if outcome.seconds > 0 else 0.0
+    return f"{_count(videos, 'video')}: {outcome.line()}; {_count(frames, 'frame')}, {fps:.1f} fps"
 
 
 #: Encoders `srcnn-fast info` looks for (the ones `--codec` is documented with).
@@ -297,6 +340,7 @@ class _VideoOut:
     frames_expected: int
     decoded: int = 0
     errors: int = 0
+    damaged: int = 0  # decoded frames FFmpeg flags as concealed or corrupt
     started: bool = False
     layout: _Layout | None = None  # set by the decode stage from the first frame
     out_format: str = ""  # set by the encode stage from the first frame
@@ -350,8 +394,43 @@ def _open_input(av: Any, src: Path) -> Any:
         return av.open(str(src), metadata_errors="replace")
     except FileNotFoundError:
         raise ImageError(f"{src}: no such file") from None
+    except av.error.InvalidDataError as exc:
+        raise ImageError(_not_media(src, exc)) from None
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise ImageError(f"{src}: cannot read as video ({_reason(exc)})") from None
+
+
+#: Bytes of a file FFmpeg cannot read that the message looks at (and shows, if text).
+_HEAD_BYTES = 256
+
+
+def _not_media(src: Path, exc: BaseException) -> str:
+    """The line for a file FFmpeg finds no media in. A text file under a video's name (a Git
+    LFS pointer never fetched, an HTML error page saved as the download) says so and shows how
+    it starts: "Invalid data found when processing input" told the user nothing."""
+    try:
+        with open(src, "rb") as file:
+            head = file.read(_HEAD_BYTES)
+    except OSError:
+        head = b"\0"
+    if not head:
+        return f"{src}: not a media file: it is empty"
+    text = head.decode("utf-8", "ignore" if len(head) == _HEAD_BYTES else "strict")
+    if head.strip() and "\0" not in text and all(c.isprintable() or c in "\t\r\n" for c in text):
+        first = text.strip().splitlines()[0][:80]
+        lfs = text.startswith("version https://git-lfs.github.com/spec/")
+        hint = " (a Git LFS pointer: fetch the file itself with `git lfs pull`)" if lfs else ""
+        return f"{src}: not a media file: it is text, starting {first!r}{hint}"
+    return f"{src}: cannot read as video ({_reason(exc)})"
+
+
+def _encrypted(packet: Any) -> bool:
+    """Whether a packet is encrypted (CENC: an MP4 'encv'/'enca' sample entry with its 'sinf'
+    and 'tenc' boxes, as DRM'd streaming services ship): FFmpeg's demuxer attaches each such
+    packet's encryption info (key id, IV, clear and encrypted ranges) as side data, and the
+    decoder, given no key, would see noise ("no video frame could be decoded")."""
+    has = getattr(packet, "has_sidedata", None)  # PyAV 14+
+    return bool(has is not None and has("encryption_info"))
 
 
 def _reason(exc: BaseException) -> str:
@@ -399,12 +478,18 @@ def _add_video_stream(
     stream = out.add_stream(encoder, rate=rate, options=options)
     stream.width, stream.height = ctx.width * scale, ctx.height * scale
     # The input's time base: every frame keeps its own timestamp (variable frame rate too).
-    stream.time_base = source.time_base
+    # A raw-frame output (YUV4MPEG2) has a frame rate, not timestamps: its header's rate is
+    # the stream's time base, so that is one frame.
+    raw = out.format.name in RAW_MUXERS
+    stream.time_base = 1 / Fraction(rate) if raw else source.time_base
     stream.codec_context.time_base = source.time_base
     for name in ("color_primaries", "color_trc", "colorspace", "color_range"):
         setattr(stream.codec_context, name, getattr(ctx, name))
-    if ctx.sample_aspect_ratio:
-        stream.codec_context.sample_aspect_ratio = ctx.sample_aspect_ratio
+    # FFmpeg's guess: the container's aspect (an MP4 'pasp', Matroska's display size) where it
+    # gives one, else the bitstream's; the encoder writes it into both of the output's.
+    aspect = source.sample_aspect_ratio or ctx.sample_aspect_ratio
+    if aspect:
+        stream.codec_context.sample_aspect_ratio = aspect
     stream.metadata.update(source.metadata)
     return stream
 
@@ -523,8 +608,11 @@ def _check_and_plan(
             raise ImageError(
                 f"{src}: video stream #{stream.index}: no decoder for its codec in this FFmpeg"
             )
-    s = settings
-    job = _Job(s.codec, s.crf, s.preset, _muxer(dst, container), s.overlap, s.depth)
+    s, codec = settings, settings.codec
+    raw = RAW_OUTPUTS.get(dst.suffix.lower())
+    if raw is not None:
+        codec, segment_seconds = codec or raw[0], None
+    job = _Job(codec, s.crf, s.preset, _muxer(dst, container), s.overlap, s.depth)
     return job, _plan(av, container, videos, segment_seconds)
 
 
@@ -600,9 +688,10 @@ def _transcode(
         decoded = _demux(av, container, videos, copied)
         if segment is not None:
             decoded = _window(container, decoded, segment)
+        clock, caller_name = StageClock(), thread_name()
         items = pipelined(
-            decoded,
-            lambda item: _upscale_item(upscaler, item, videos),
+            clock.source(decoded),
+            clock.work(lambda item: _upscale_item(upscaler, item, videos)),
             depth=job.depth,
             times=summary.times,
             overlap=job.overlap,
@@ -615,44 +704,50 @@ def _transcode(
 
             def emit(packets: list[Any]) -> None:
                 if waiting is None:
-                    out.mux(packets)
+                    _mux(av, out, packets, dst)
                 else:
                     waiting.extend(packets)
 
             for item in items:
-                if item[0] == "packet":
-                    _, packet, index = item
-                    packet.stream = copied[index]
-                    emit([packet])
-                    continue
-                _, index, frame, layout, pts, time_base, first = item
-                video = videos[index]
-                frame.pts, frame.time_base = pts, time_base
-                if not video.started:
-                    video.started = True
-                    video.out_format = _configure_on_first_frame(video, first, layout, frame)
-                if frame.format.name != video.out_format:
-                    frame = frame.reformat(format=video.out_format)
-                emit(_encode(av, video, frame, src))
-                if waiting is not None and all(v.started for v in videos.values()):
-                    out.mux(waiting)
-                    waiting = None
+                with clock.own("encode"):  # the caller's thread: the encoders and the muxer
+                    if item[0] == "packet":
+                        _, packet, index = item
+                        packet.stream = copied[index]
+                        emit([packet])
+                        continue
+                    _, index, frame, layout, pts, time_base, first = item
+                    video = videos[index]
+                    frame.pts, frame.time_base = pts, time_base
+                    if not video.started:
+                        video.started = True
+                        video.out_format = _configure_on_first_frame(video, first, layout, frame)
+                    if frame.format.name != video.out_format:
+                        frame = frame.reformat(format=video.out_format)
+                    emit(_encode(av, video, frame, src))
+                    if waiting is not None and all(v.started for v in videos.values()):
+                        _mux(av, out, waiting, dst)
+                        waiting = None
                 summary.frames += 1
                 if bar is not None:
                     bar.update(1)
+            with clock.own("encode"):
+                for video in videos.values():
+                    if video.started:
+                        emit(_encode(av, video, None, src))
+                if waiting:
+                    _mux(av, out, waiting, dst)
+            summary.cpu = clock.stop()  # before the encoders close: their threads still count
         finally:
             items.close()
             if bar is not None and own_bar:
                 bar.close()
-        for video in videos.values():
-            if video.started:
-                emit(_encode(av, video, None, src))
-        if waiting:
-            out.mux(waiting)
+            if caller_name is not None:
+                set_thread_name(caller_name)
         for video in videos.values():
             # A packet that fails to decode is a frame lost; where the header gives the
             # frame count, frames that never arrived (a truncated file) are lost too.
             summary.lost_frames += max(video.errors, video.frames_expected - video.decoded)
+            summary.damaged_frames += video.damaged
         if segment is None:
             for index, video in videos.items():
                 _check_end(index, video, summary)
@@ -665,9 +760,21 @@ def _transcode(
     return videos
 
 
-def _open_output(av: Any, tmp: Path, dst: Path, muxer: str | None) -> Any:
+def _mux(av: Any, out: Any, packets: list[Any], dst: Path) -> None:
+    """The muxer writes its header at the first packets: a container that refuses the encoded
+    stream only then (an .ogg given H.264, say) is one line, not a traceback."""
     try:
-        return av.open(str(tmp), "w", format=muxer)
+        out.mux(packets)
+    except av.error.FFmpegError as exc:
+        raise OutputError(
+            f"{dst}: cannot write this video into {dst.suffix or 'this container'} ({_reason(exc)})"
+        ) from None
+
+
+def _open_output(av: Any, tmp: Path, dst: Path, muxer: str | None) -> Any:
+    raw = RAW_OUTPUTS.get(dst.suffix.lower())
+    try:
+        return av.open(str(tmp), "w", format=muxer, options=raw[1] if raw else None)
     except (av.error.FFmpegError, ValueError) as exc:
         raise OutputError(
             f"{dst}: cannot write a video with this extension ({_reason(exc)})"
@@ -888,7 +995,8 @@ def encode_segment(
     """One segment of ``src``'s video stream decoded, upscaled and encoded into the file
     ``path`` (written under a temporary name, renamed when complete): a function of the
     source, the plan entry and the job's settings alone. Returns what the resume record keeps
-    of it: frames, frames lost, where its last frame and packet end (seconds)."""
+    of it: frames, frames lost, frames concealed, where its last frame and packet end
+    (seconds)."""
     av = _av()
     own = VideoSummary(src, path)
     if summary is not None:
@@ -899,9 +1007,11 @@ def encode_segment(
         ).values()
     if summary is not None:
         summary.notes.extend(own.notes)
+        summary.add_cpu(own.cpu)
     return {
         "frames": own.frames,
         "lost": own.lost_frames,
+        "damaged": own.damaged_frames,
         "end": video.end,
         "packet_end": video.packet_end,
     }
@@ -954,6 +1064,7 @@ def _whole_file_checks(stream: Any, stats: list[dict[str, Any]], summary: VideoS
     stream that ended before its declared end."""
     video = _VideoOut(stream, None, stream.frames or 0)
     video.errors = sum(s["lost"] for s in stats)
+    summary.damaged_frames += sum(s.get("damaged", 0) for s in stats)
     video.decoded = summary.frames
     ends = [s["end"] for s in stats if s["end"] is not None]
     packet_ends = [s["packet_end"] for s in stats if s["packet_end"] is not None]
@@ -1014,6 +1125,11 @@ def _demux(
         if not packet.size:  # the demuxer's end-of-stream marker: flushed below
             continue
         index = packet.stream.index
+        if (index in copied or index in videos) and _encrypted(packet):
+            raise ImageError(
+                f"{container.name}: {packet.stream.type} stream #{index} is encrypted (CENC "
+                f"DRM); it cannot be decoded without its key, which this tool does not take"
+            )
         if index in copied:
             yield ("packet", packet, index)
         elif index in videos:
@@ -1066,6 +1182,13 @@ def _decode(video: _VideoOut, packet: Any, errors: tuple) -> Iterator[tuple]:
             video.layout = _layout(frame)
             first = frame
         video.decoded += 1
+        # A damaged packet either fails (an error, counted above) or is concealed: the frame
+        # comes out patched from its neighbours, flagged. Which one depends on the damaged
+        # bytes (issue 29's test clip, whose x264 bytes vary by run, came out either way: 4
+        # of 10 runs passed silently); a fixed file decodes the same with frame or slice
+        # threads (60 and 30 runs). Counting both makes every run report it.
+        if frame.is_corrupt:
+            video.damaged += 1
         # Frames drained from the decoder at the end carry no time base; a frame without a
         # timestamp (some AVI files) follows the one before at the stream's frame rate.
         time_base = frame.time_base or video.source.time_base

@@ -230,3 +230,47 @@ print("ran", b.upscale_pixels(img).shape)
     run = sanitizer_run(variant, code)
     assert "ran (15, 18, 4)" in run.stdout, run.stdout + run.stderr[-3000:]
     assert "Sanitizer" not in run.stderr, run.stderr[-3000:]
+
+
+def _exact_ties(full: int, gain: np.float32, offset: np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Luma values whose packed value lands exactly on k + 0.5 in the pack kernel's float32
+    arithmetic (gain (Y - offset), then times ``full``: two correctly rounded products, no FMA
+    to contract), and those k + 0.5; found by trying the floats next to each ideal value."""
+    lumas, targets = [], []
+    for k in range(0, full - 1, (full // 300) | 1):  # an odd step: even and odd k
+        ideal = np.float32((k + 0.5) / full / float(gain) + float(offset))
+        for y in (ideal, *np.nextafter(ideal, [np.float32(0), np.float32(2)])):
+            packed = np.float32(gain * np.float32(y - offset)) * np.float32(full)
+            if packed == np.float32(k + 0.5):
+                lumas.append(y)
+                targets.append(k + 0.5)
+                break
+    return np.array(lumas, np.float32), np.array(targets)
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_pack_rounds_exact_ties_half_to_even(bits: int) -> None:
+    # Issue 30 item 6: on random images ties are rare (about 1 sample in 256 at 16 bits) and
+    # the tolerance above allows 1 LSB on them, so half-up rounding passed. Here every sample
+    # is a tie, and the packed values must equal np.rint's (half to even) exactly.
+    from srcnn_fast.backends.cuda import colour_constants
+
+    colour = colour_constants()
+    gain, offset = colour["c_ycc_to_rgb"][0], colour["c_ycc_offset"][0]
+    full = (1 << bits) - 1
+    luma, ties = _exact_ties(full, gain, offset)
+    assert len(luma) > 100 and {int(t) % 2 for t in ties} == {0, 1}, len(luma)
+    pipeline = CudaBackend(SRCNNWeights.random(scale=2), HarnessDevice()).pipeline
+    dtype = np.uint8 if bits == 8 else np.uint16
+    out = np.zeros(len(luma), dtype)
+    # Gray (1 channel) at scale 1: the packed sample is gain (Y - offset), clipped, rounded.
+    args = (luma, np.zeros((4, len(luma)), np.float32), np.int32(1), np.int32(len(luma)))
+    pipeline.pack(
+        (-(-len(luma) // 256),), (256,), (*args, np.int32(1), np.int32(1), np.int32(bits), out)
+    )
+    expected = np.rint(ties).astype(dtype)
+    wrong = np.flatnonzero(out != expected)
+    assert not len(wrong), (
+        f"{len(wrong)} of {len(luma)} ties rounded otherwise than half to even, e.g. "
+        f"{ties[wrong[:3]]} -> {out[wrong[:3]]} (expected {expected[wrong[:3]]})"
+    )

@@ -163,6 +163,12 @@ def test_images_and_videos_in_one_ray_run(
         assert (remote / name).read_bytes() == (local / name).read_bytes(), name
     for name in ("clip_x2.mkv", "short_x2.mkv"):
         _same_frames(read_clip(local / name), read_clip(remote / name))
+    # The closing line over the videos, as locally (its counts; its times differ).
+    closing = [re.sub(r" in [\d.]+ s;.*", "", line) for line in lines if " videos: " in line]
+    assert closing == [
+        re.sub(r" in [\d.]+ s;.*", "", line) for line in local_lines if " videos: " in line
+    ]
+    assert closing == ["srcnn-fast: 2 videos: 2 upscaled"], closing
     videos = [line for line in lines if " frames in " in line]
     assert len(videos) == 2 and all("CPU worker" in line for line in videos), lines
     assert re.fullmatch(r"srcnn-fast: 2 upscaled in [\d.]+ s: .* on \d CPU workers? .*", lines[-1])

@@ -247,3 +247,24 @@ def test_jpeg_weights_provenance() -> None:
             prov = prov["init_provenance"]
         assert Path(config["init"]).name == f"srcnn_x{scale}.npz", (path, stages)
         assert prov["init_provenance"]["config"] == clean.provenance["config"], path
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_jpeg_at_the_threshold_quality_gets_jpeg_weights(
+    photo: np.ndarray, tmp_path: Path, scale: int
+) -> None:
+    """Issue 30 item 8: the rule is "estimated quality <= threshold": a file written at the
+    threshold quality gets the JPEG-aware weights, one a step above it the clean ones, at
+    every shipped scale (the shipped pair, so the choice is between two real files)."""
+    from srcnn_fast.infer import Upscaler
+    from srcnn_fast.weights_choice import auto_threshold
+
+    threshold = auto_threshold(scale)
+    up = Upscaler(scale, backend="reference")
+    assert up.has_jpeg_weights, f"x{scale}: the shipped JPEG-aware weights"
+    for quality, expected in ((threshold, "jpeg"), (threshold + 1, "clean")):
+        path = tmp_path / f"q{quality}.jpg"
+        path.write_bytes(_jpeg_bytes(photo, quality))
+        assert estimate_quality(path) == quality
+        choice = up.weights_for(image_hint(path))
+        assert choice.weights == expected, (scale, quality, str(choice))

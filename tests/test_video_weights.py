@@ -274,3 +274,37 @@ def test_the_weights_line_comes_before_the_first_frame(
     monkeypatch.setattr(sys, "stderr", Err())
     assert main([*argv, "-o", str(tmp_path / "out.mkv"), "-v"]) == 0
     assert events[:2] == ["weights line", "upscale"] and events.count("upscale") == 4, events
+
+
+def test_mean_qp_exactly_at_the_threshold_chooses_jpeg_at_every_scale(tmp_path: Path) -> None:
+    """Issue 30 item 7: the rule is "mean QP >= threshold", and the boundary is reachable: 6
+    frames at QP 29 and 6 at QP 30 read 29.5, x2's threshold (x264 at QP 30 with a keyframe
+    every other frame, and the I frames' QP one step finer: ipratio 2^(1/6)). At each scale and
+    codec, the threshold itself gives the JPEG-aware weights and the float just below it the
+    clean ones (the shipped pairs, so the choice is between two real files)."""
+    clip = tmp_path / "boundary.mp4"
+    options = {
+        "qp": "30",
+        "x264-params": "ipratio=1.1225:pbratio=1:keyint=2:min-keyint=1:scenecut=0:bframes=0",
+    }
+    make_clip(clip, 48, 32, frames=LOOKAHEAD_FRAMES, codec="libx264", options=options)
+    assert decoded_qps(clip) == [29.0, 30.0] * (LOOKAHEAD_FRAMES // 2)
+    (mean,) = first_frames_mean_qp(clip, [0]).values()
+    assert mean == 29.5 == qp_threshold("h264", 2), mean
+    checked = []
+    for codec in ("h264", "vp9"):
+        for scale in (2, 3, 4):
+            threshold = qp_threshold(codec, scale)
+            if threshold is None:
+                continue
+            up = Upscaler(scale, backend="reference")
+            assert up.has_jpeg_weights, f"x{scale}: the shipped JPEG-aware weights"
+            below = float(np.nextafter(threshold, -np.inf))
+            at, under = up.weights_for_video(codec, threshold), up.weights_for_video(codec, below)
+            assert (at.weights, under.weights) == ("jpeg", "clean"), (codec, scale, at, under)
+            checked.append((codec, scale))
+    assert ("h264", 4) in checked and ("vp9", 2) in checked, checked
+    up = Upscaler(2, backend="reference")
+    assert str(up.weights_for_video("h264", mean)) == (
+        "JPEG-aware weights (H.264 mean QP 29.5 >= 29.5)"
+    )

@@ -266,6 +266,26 @@ def test_file_ends_equal_the_pipe(tmp_path, tiny):
     ]
 
 
+@pytest.mark.parametrize("fmt", ["yuv420p", "yuv420p10le"])
+def test_a_video_file_into_a_y4m_file(tmp_path, tiny, fmt):
+    """`upscale clip.mkv -o out.y4m` (the file route, into FFmpeg's YUV4MPEG2 muxer): raw
+    frames, 10-bit too, at the source's frame rate, equal to the lossless file route's; the
+    audio, which y4m cannot hold, is left out with a warning, never a traceback."""
+    from test_video import make_clip
+
+    from srcnn_fast.video import upscale_video
+
+    src = tmp_path / "clip.mkv"
+    make_clip(src, width=41, height=29, frames=4, fmt=fmt, audio=True)
+    done = run_cli("upscale", str(src), "-o", str(tmp_path / "out.y4m"), "-w", str(tiny))
+    assert done.returncode == 0, done.stderr.decode()
+    assert "audio stream #1 not copied" in done.stderr.decode()
+    header, frames = parse((tmp_path / "out.y4m").read_bytes())
+    assert (header.width, header.height, header.rate) == (82, 58, Fraction(25))
+    upscale_video(src, tmp_path / "ffv1.mkv", Upscaler(weights=tiny), codec="ffv1", progress=False)
+    assert_frames_equal(frames, decoded(tmp_path / "ffv1.mkv"), f"{fmt}: .y4m vs ffv1")
+
+
 def test_which_commands_take_the_y4m_route_and_where_they_write(tmp_path):
     route, target = y4m.is_y4m_route, y4m.y4m_target
     assert route(["-"], None) and route(["-"], "-") and route(["a.mkv"], "-")

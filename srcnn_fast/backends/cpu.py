@@ -73,7 +73,6 @@ pass. Border *rows* need nothing special: a whole row shares its row class.
 
 from __future__ import annotations
 
-import sys
 from typing import NamedTuple
 
 import numba
@@ -81,6 +80,7 @@ import numpy as np
 from numba import njit, prange
 from numba.extending import overload
 
+from ..console import say
 from ..errors import BackendError
 from ..model import SRCNNWeights
 from ..polyphase import axis_geometry, fold_conv1, phase_window_starts, window_size
@@ -1019,10 +1019,9 @@ class CpuBackend:
         luma = np.ascontiguousarray(luma, dtype=np.float32)
         h, w = luma.shape
         if not CpuBackend._announced and not is_cached():
-            print(
+            say(  # under a video's progress bar, on a line of its own
                 f"srcnn-fast: compiling the CPU kernels for this machine (first run only; "
-                f"cached in {cache_dir()})",
-                file=sys.stderr,
+                f"cached in {cache_dir()})"
             )
         CpuBackend._announced = True
         out = np.empty((h * self.scale, w * self.scale), np.float32)
