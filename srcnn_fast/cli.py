@@ -505,6 +505,7 @@ def _upscale_videos_on_ray(jobs: list, upscaler: Any, args: argparse.Namespace) 
         on_weights=_say_weights if args.verbose else None,
         on_note=None if args.quiet else _note,
         on_result=lines.done,
+        progress=not args.quiet and sys.stderr.isatty(),  # as the local run's bar
     )
     return lines.close()
 

@@ -172,6 +172,7 @@ def run_videos(
     on_weights: Callable[[Any, str], None] | None = None,
     on_note: Callable[[str], None] | None = None,
     on_result: Callable[[Any, VideoSummary | None, str | None, str], None],
+    progress: bool = False,
 ) -> RayVideos:
     """Upscale each video job (``.source`` to ``.target``, as :mod:`srcnn_fast.jobs` names
     them) on the Ray cluster this process has joined.
@@ -183,6 +184,7 @@ def run_videos(
     gets each job as it is finished: its summary, or None and the one-line error (a problem
     planning it, a problem with the file on a worker, a segment that failed every retry),
     and what it ran on (" on 2 CPU workers (cpu backend)"; empty where nothing ran).
+    ``progress``: a bar on stderr counting the tasks (segments, and videos made whole) done.
     """
     import ray
 
@@ -236,6 +238,11 @@ def run_videos(
     segment_task = ray.remote(_segment_task).options(**options_of_tasks)
     whole_task = ray.remote(_whole_task).options(**options_of_tasks)
 
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(tasks), unit="segment", desc="on Ray", dynamic_ncols=True)
     pending: dict[Any, tuple[int, Segment | None]] = {}
     failed: set[int] = set()
     discarded: set[int] = set()  # failed for a problem with the file: no work folder left
@@ -257,6 +264,8 @@ def run_videos(
         (ref,), _ = ray.wait(list(pending), num_returns=1)
         index, segment = pending.pop(ref)
         job, run = jobs[index], runs[index]
+        if bar is not None:
+            bar.update(1)
         try:
             answer = ray.get(ref)
         except Exception as exc:  # a problem with the file, or every retry died
@@ -285,6 +294,8 @@ def run_videos(
         run.summary.notes.extend(notes)
         if not run.todo():
             _join(job, run, on_result, result.on(backends[index]))
+    if bar is not None:
+        bar.close()
     result.backends = sorted(set().union(*backends.values()))
     return result
 

@@ -266,3 +266,36 @@ def test_the_weights_chosen_on_the_driver_run_on_the_workers(
     assert sum(line.startswith(said) for line in lines) == 1, "\n".join(lines)
     assert re.search(r" on 2 CPU workers \(cpu backend\)$", lines[-1]), lines
     _same_frames(read_clip(local), read_clip(remote))
+
+
+def test_run_videos_counts_its_segments_on_a_bar(
+    cluster: str, tmp_path: Path, weights: Path, capsys
+) -> None:
+    """The library call under ``--ray``: each job's result handed back, and with
+    ``progress`` a bar counting the tasks done (the CLI shows it where stderr is a terminal)."""
+    from srcnn_fast.distributed_video import run_videos
+    from srcnn_fast.infer import Upscaler
+    from srcnn_fast.jobs import Job
+
+    src = tmp_path / "clip.mkv"
+    make_clip(src, frames=FRAMES, options=GOP)
+    results = []
+    capsys.readouterr()
+    ran = run_videos(
+        [Job(src, tmp_path / "out.mkv")],
+        Upscaler(weights=weights, backend="cpu"),
+        options={"codec": "ffv1"},
+        backend="cpu",
+        segment_seconds=float(SEGMENT),
+        on_result=lambda *result: results.append(result),
+        progress=True,
+    )
+    assert (ran.workers, ran.backends) == (2, ["cpu"])
+    ((job, summary, error, ran_on),) = results
+    assert (job.source, summary.frames, error, ran_on) == (
+        src,
+        FRAMES,
+        None,
+        " on 2 CPU workers (cpu backend)",
+    )
+    assert "5/5" in capsys.readouterr().err
