@@ -127,7 +127,10 @@ class StageClock:
     @contextlib.contextmanager
     def own(self, stage: str) -> Iterator[None]:
         """Run a block of ``stage``'s Python code in the calling thread, under the stage's
-        thread name (so threads it starts are the stage's), and count its CPU time."""
+        thread name (so threads it starts are the stage's), and count its CPU time. The name
+        is the thread's own again after the block: the caller's may be the main thread, whose
+        name is the process's (``ps``, ``top``, ``killall``)."""
+        previous = thread_name()
         set_thread_name(THREAD_NAMES[stage])
         with self._lock:
             self._self_timed.add(threading.get_native_id())
@@ -136,6 +139,8 @@ class StageClock:
             yield
         finally:
             spent = time.thread_time() - started
+            if previous is not None:
+                set_thread_name(previous)
             with self._lock:
                 self.seconds[stage] += spent
 

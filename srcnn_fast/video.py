@@ -415,7 +415,11 @@ def _not_media(src: Path, exc: BaseException) -> str:
         head = b"\0"
     if not head:
         return f"{src}: not a media file: it is empty"
-    text = head.decode("utf-8", "ignore" if len(head) == _HEAD_BYTES else "strict")
+    try:
+        # A full read may end inside a character: only there is a broken one let through.
+        text = head.decode("utf-8", "ignore" if len(head) == _HEAD_BYTES else "strict")
+    except UnicodeDecodeError:
+        text = "\0"  # not UTF-8: binary, whatever it is
     if head.strip() and "\0" not in text and all(c.isprintable() or c in "\t\r\n" for c in text):
         first = text.strip().splitlines()[0][:80]
         lfs = text.startswith("version https://git-lfs.github.com/spec/")

@@ -82,7 +82,10 @@ def test_a_text_file_named_like_a_video_says_it_is_not_media(tmp_path, tiny_weig
     page.write_text("<!DOCTYPE html>\n<html><body>403 Forbidden</body></html>\n" * 20)
     junk.write_bytes(bytes(range(256)) * 4)
     empty.write_bytes(b"")
-    done = cli("upscale", *map(str, (lfs, page, junk, empty)), "-w", str(tiny_weights), "-q")
+    short = tmp_path / "short.mkv"  # under a read's length, and not UTF-8
+    short.write_bytes(b"\xff\xfe\x00garbage")
+    files = (lfs, page, junk, empty, short)
+    done = cli("upscale", *map(str, files), "-w", str(tiny_weights), "-q")
     assert done.returncode == 1
     assert done.stderr.splitlines() == [
         f"srcnn-fast: error: {lfs}: not a media file: it is text, starting "
@@ -92,7 +95,9 @@ def test_a_text_file_named_like_a_video_says_it_is_not_media(tmp_path, tiny_weig
         f"srcnn-fast: error: {junk}: cannot read as video (Invalid data found when processing "
         "input)",
         f"srcnn-fast: error: {empty}: not a media file: it is empty",
-        "srcnn-fast: 4 videos: 0 upscaled, 4 failed in 0.0 s; 0 frames, 0.0 fps",
+        f"srcnn-fast: error: {short}: cannot read as video (Invalid data found when processing "
+        "input)",
+        "srcnn-fast: 5 videos: 0 upscaled, 5 failed in 0.0 s; 0 frames, 0.0 fps",
     ], done.stderr
 
 

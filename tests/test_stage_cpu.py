@@ -13,7 +13,7 @@ from test_video import make_clip
 
 from srcnn_fast import stage_cpu
 from srcnn_fast.infer import Upscaler
-from srcnn_fast.stage_cpu import StageClock, stage_of
+from srcnn_fast.stage_cpu import StageClock, set_thread_name, stage_of, thread_name
 
 av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
 linux = pytest.mark.skipif(not StageClock().available, reason="thread names and /proc: Linux")
@@ -113,4 +113,22 @@ def test_a_slow_encoder_is_named_the_bottleneck(tmp_path: Path) -> None:
     assert summary.cpu is not None and summary.frames == 8
     assert encode > 0.8 and encode > max(decode, upscale), (summary.line(), summary.cpu)
     assert f"encode {round(100 * encode)}%" in summary.line()
-    assert summary.times.shares()[2] < 0.5, "the waits alone: the encode call returns at once"
+
+
+@pytest.mark.skipif(not StageClock().available, reason="thread names and /proc: Linux only")
+def test_a_stage_block_gives_the_thread_its_name_back() -> None:
+    """Threads started inside a stage's block inherit its name; the calling thread (the main
+    thread names the process in ps and top) has its own again after the block."""
+    saved = thread_name()
+    try:
+        set_thread_name("caller")
+        clock = StageClock()
+        seen = []
+        with clock.own("encode"):
+            worker = threading.Thread(target=lambda: seen.append(thread_name()))
+            worker.start()
+            worker.join()
+            assert thread_name() == "srcnn-encode"
+        assert seen == ["srcnn-encode"] and thread_name() == "caller"
+    finally:
+        set_thread_name(saved or "python")
