@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO
-from test_video import PYTHON, cli, interrupt_when, make_clip
+from test_video import SLOW_CLI, cli, interrupt_when, make_clip
 
 from srcnn_fast.console import LINE_START, say
 
@@ -204,7 +204,7 @@ def test_ctrl_c_under_a_progress_bar_prints_a_line_of_its_own(tmp_path, tiny_wei
     # A terminal's size (24 x 100): a pseudo-terminal starts at 0 x 0, where tqdm draws nothing.
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     process = subprocess.Popen(
-        [PYTHON, "-m", "srcnn_fast.cli", "upscale", *args, "-w", str(tiny_weights)],
+        [*SLOW_CLI, "upscale", *args, "-w", str(tiny_weights)],
         stdin=subprocess.DEVNULL,
         stdout=follower,
         stderr=follower,

@@ -718,6 +718,26 @@ def _stopped(pid: int) -> bool:
     return state in "TtZX"
 
 
+#: The CLI with each upscale call slowed by 50 ms: a run interrupted partway lasts long enough,
+#: however loaded the machine, that the signal cannot arrive after its end (on a machine at
+#: load 4 a 200-frame clip ran out before the test's next look: exit 0, not 130).
+SLOW_CLI = [
+    PYTHON,
+    "-c",
+    "import sys, time\n"
+    "from srcnn_fast import infer\n"
+    "def slowed(f):\n"
+    "    def call(*a, **k):\n"
+    "        time.sleep(0.05)\n"
+    "        return f(*a, **k)\n"
+    "    return call\n"
+    "infer.Upscaler.upscale_planes = slowed(infer.Upscaler.upscale_planes)\n"
+    "infer.Upscaler.__call__ = slowed(infer.Upscaler.__call__)\n"
+    "from srcnn_fast.cli import main\n"
+    "sys.exit(main())\n",
+]
+
+
 def interrupt_while_writing(process: subprocess.Popen, folder: Path) -> None:
     """SIGINT to ``process`` while it is writing its output (a temporary file in ``folder``)."""
     interrupt_when(process, lambda: any(".tmp" in p.name for p in folder.iterdir()))
@@ -746,15 +766,17 @@ def interrupt_when(process: subprocess.Popen, ready: Callable[[], bool]) -> None
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc/PID/stat")
 def test_cli_interrupted_leaves_nothing(tmp_path, tiny):
-    """Ctrl-C while the output is being written: exit 130, no output, no temporary file."""
+    """Ctrl-C while the output is being written (in one pass: a segmented run keeps its
+    finished segments for a rerun, tests/test_segments.py): exit 130, no output, no temporary
+    file."""
     src = tmp_path / "long.mkv"
-    make_clip(src, frames=200, width=64, height=48)  # about 0.7 s of writing
+    make_clip(src, frames=200, width=64, height=48)  # 10 s of writing at 50 ms a frame
     process = subprocess.Popen(
         [
-            PYTHON,
-            "-m",
-            "srcnn_fast.cli",
+            *SLOW_CLI,
             "upscale",
+            "--segment",
+            "0",
             str(src),
             "-w",
             str(tiny(2)),
