@@ -10,12 +10,20 @@ and CUDA launches all release the GIL, so the stages really run at the same time
 waiting for input (the producer was the bottleneck), working, and waiting for room to put its
 result (the consumer was). ``overlap=False`` runs the three one after another in the caller's
 thread (each may then use every core: the floor to compare the overlapped run with on a CPU).
+
+The stage threads never outlive the generator: they are started and stopped with Ctrl-C held
+back (:func:`_interrupts_held`), and the producer closes its source itself. A Ctrl-C that
+arrived while ``Thread.start`` waited for a new thread (a long wait on a loaded machine) left
+both threads running with nobody to stop them: the caller closed the input container and the
+producer read it on (``av_read_frame`` on a freed context: SIGSEGV at exit instead of exit
+130, issue 30).
 """
 
 from __future__ import annotations
 
 import contextlib
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -81,6 +89,32 @@ def _get(q: queue.Queue, stop: threading.Event) -> object:
             continue
 
 
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Run a block that must not be cut short by Ctrl-C: a SIGINT that arrives meanwhile is
+    handled (KeyboardInterrupt raised) when the block ends. Python runs signal handlers in the
+    main thread alone, so elsewhere, or where SIGINT has no Python handler, nothing is held."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    caught: list[tuple[int, object]] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: caught.append((signum, frame)))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            previous(*caught[0])  # the default handler raises KeyboardInterrupt here
+
+
+def close_iterator(iterator: Iterator[object]) -> None:
+    """Close a generator (its ``finally`` blocks run now, in this thread); others as they are."""
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
+
+
 def pipelined(
     source: Iterable[T],
     work: Callable[[T], U],
@@ -102,10 +136,11 @@ def pipelined(
     inbox: queue.Queue = queue.Queue(maxsize=depth)
     outbox: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
+    items = iter(source)
 
     def produce() -> None:
         try:
-            for item in source:
+            for item in items:
                 _put(inbox, item, stop)
             _put(inbox, _END, stop)
         except _Stopped:
@@ -113,6 +148,11 @@ def pipelined(
         except BaseException as exc:
             with contextlib.suppress(_Stopped):
                 _put(inbox, _Failed(exc), stop)
+        finally:
+            # In this thread, before the caller can go on: a decoder's generator releases
+            # what it holds of a container while the container is still open.
+            with contextlib.suppress(Exception):
+                close_iterator(items)
 
     def transform() -> None:
         try:
@@ -140,9 +180,14 @@ def pipelined(
         threading.Thread(target=produce, name="srcnn-produce", daemon=True),
         threading.Thread(target=transform, name="srcnn-work", daemon=True),
     ]
-    for thread in threads:
-        thread.start()
+    running: list[threading.Thread] = []
     try:
+        # Started with Ctrl-C held: interrupted inside start(), a thread may run or not, and
+        # one that runs must be in ``running``, to be stopped and joined below.
+        with _interrupts_held():
+            for thread in threads:
+                thread.start()
+                running.append(thread)
         while True:
             result = outbox.get()
             if result is _END:
@@ -152,26 +197,31 @@ def pipelined(
             yield result
     finally:
         stop.set()
-        for thread in threads:
-            # The worker finishes the item in hand (a frame: well under a second); a
-            # producer stuck inside a caller's iterator is left behind, as a daemon.
-            thread.join(timeout=10)
+        # Joined to the end, a second Ctrl-C held meanwhile: each stage checks the stop flag
+        # between items (a frame: well under a second). A thread left behind went on using
+        # the caller's decoder and container after the caller had closed them.
+        with _interrupts_held():
+            for thread in running:
+                thread.join()
 
 
 def _serial(source: Iterable[T], work: Callable[[T], U], times: StageTimes) -> Iterator[U]:
     """The same stages one after another; the times are each stage's own."""
     items = iter(source)
-    while True:
-        started = time.perf_counter()
-        try:
-            item = next(items)
-        except StopIteration:
-            return
-        got = time.perf_counter()
-        times.waiting_input += got - started
-        result = work(item)
-        done = time.perf_counter()
-        times.working += done - got
-        times.items += 1
-        yield result
-        times.waiting_output += time.perf_counter() - done
+    try:
+        while True:
+            started = time.perf_counter()
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            got = time.perf_counter()
+            times.waiting_input += got - started
+            result = work(item)
+            done = time.perf_counter()
+            times.working += done - got
+            times.items += 1
+            yield result
+            times.waiting_output += time.perf_counter() - done
+    finally:
+        close_iterator(items)  # as the overlapped run's producer does

@@ -37,6 +37,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+from .pipeline import close_iterator
+
 T = TypeVar("T")
 U = TypeVar("U")
 
@@ -147,13 +149,16 @@ class StageClock:
     def source(self, items: Iterable[T], stage: str = "decode") -> Iterator[T]:
         """``items``, each produced (in the thread that iterates) as ``stage``'s work."""
         iterator = iter(items)
-        while True:
-            with self.own(stage):
-                try:
-                    item = next(iterator)
-                except StopIteration:
-                    return
-            yield item
+        try:
+            while True:
+                with self.own(stage):
+                    try:
+                        item = next(iterator)
+                    except StopIteration:
+                        return
+                yield item
+        finally:
+            close_iterator(iterator)  # closing this closes the decoder it wraps, now
 
     def work(self, function: Callable[[T], U], stage: str = "upscale") -> Callable[[T], U]:
         """``function``, each call counted as ``stage``'s work."""

@@ -132,3 +132,23 @@ def test_a_stage_block_gives_the_thread_its_name_back() -> None:
         assert seen == ["srcnn-encode"] and thread_name() == "caller"
     finally:
         set_thread_name(saved or "python")
+
+
+def test_closing_a_timed_source_closes_what_it_wraps() -> None:
+    """The pipeline's producer closes its source when the run stops: the decoder generator
+    under the clock's wrapper is closed with it, at once (its ``finally`` runs while the
+    caller's container is still open), not whenever it is garbage-collected."""
+    closed = []
+
+    def decoder():
+        try:
+            yield from range(100)
+        finally:
+            closed.append(True)
+
+    frames = decoder()
+    timed = StageClock().source(frames)
+    assert next(timed) == 0
+    timed.close()
+    assert closed == [True]
+    assert frames.gi_frame is None  # finished, not just suspended
