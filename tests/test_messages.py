@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO
-from test_video import SLOW_CLI, cli, interrupt_when, make_clip
+from test_video import SLOW_CLI, cli, default_sigint, interrupt_when, make_clip
 
 from srcnn_fast.console import LINE_START, say
 
@@ -209,6 +209,7 @@ def test_ctrl_c_under_a_progress_bar_prints_a_line_of_its_own(tmp_path, tiny_wei
         stdout=follower,
         stderr=follower,
         env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=default_sigint,
     )
     os.close(follower)
     shown = bytearray()

@@ -738,6 +738,14 @@ SLOW_CLI = [
 ]
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` of a child the test interrupts: SIGINT's default action, whatever this
+    process inherited. A shell starts background jobs with SIGINT ignored, a Python started so
+    never raises KeyboardInterrupt, and the run went on to exit 0 (why these tests failed in
+    a suite run in the background, and passed in the foreground)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_while_writing(process: subprocess.Popen, folder: Path) -> None:
     """SIGINT to ``process`` while it is writing its output (a temporary file in ``folder``)."""
     interrupt_when(process, lambda: any(".tmp" in p.name for p in folder.iterdir()))
@@ -786,6 +794,7 @@ def test_cli_interrupted_leaves_nothing(tmp_path, tiny):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=default_sigint,
     )
     interrupt_while_writing(process, tmp_path)
     _, err = process.communicate(timeout=60)
