@@ -361,9 +361,11 @@ class _VideoOut:
         )
 
 
-#: How far (in frame periods) a video stream may end before its declared end: rounding of the
-#: declared duration, and the last frame's own duration where the container leaves it out.
-SHORT_FRAMES = 1.5
+#: How far (in frame periods) a video stream may end before its declared end: the rounding of
+#: the declared duration (Matroska's tag: nanoseconds; a stream duration: its time base). A
+#: container that leaves the last frame's duration out declares less, never more. Half a
+#: frame: one frame missing is short (1.5 let a file cut before its last frame pass).
+SHORT_FRAMES = 0.5
 
 
 def _declared_end(stream: Any) -> float | None:

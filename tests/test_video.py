@@ -446,6 +446,25 @@ def test_a_truncated_matroska_file_is_reported_short(tmp_path, tiny, capsys):
     assert dst.exists()
 
 
+@pytest.mark.parametrize("segment", [0, 0.4])
+def test_a_matroska_file_cut_before_its_last_frame_is_reported_short(tmp_path, tiny, segment):
+    """One frame missing is short too: a 48-frame mkv cut where its last frame's block starts
+    (47 frames decode cleanly; the DURATION tag says 1.92 s, they end at 1.88). The margin is
+    half a frame (it was 1.5: one lost frame passed as a success), in one pass and segments."""
+    from srcnn_fast.video import upscale_video
+
+    whole = tmp_path / "whole.mkv"
+    make_clip(whole, frames=48, audio=False, options={"g": "10"})
+    with av.open(str(whole)) as container:
+        last = [p for p in container.demux(video=0) if p.size][-1]
+    src = tmp_path / "cut.mkv"
+    src.write_bytes(whole.read_bytes()[: last.pos])
+    summary = upscale_video(src, tmp_path / "out.mkv", scale=2, weights=tiny(2), progress=False,
+                            segment_seconds=segment)  # fmt: skip
+    assert summary.frames == 47 and summary.short, (summary.frames, summary.short)
+    assert summary.short[0][1:] == pytest.approx((1.88, 1.92)), summary.short
+
+
 @pytest.mark.parametrize(
     ("name", "clip"),
     [
