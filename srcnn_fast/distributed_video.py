@@ -269,8 +269,9 @@ def run_videos(
         try:
             answer = ray.get(ref)
         except Exception as exc:  # a problem with the file, or every retry died
-            if run is not None and index not in discarded and _srcnn_cause(exc) is not None:
-                run.discard()  # a problem with the file: a rerun would meet it again
+            cause = _srcnn_cause(exc)
+            # The input at fault: the folder removed (a rerun would meet it again).
+            if run is not None and index not in discarded and cause and run.discard(cause):
                 discarded.add(index)
             if index not in failed:
                 failed.add(index)

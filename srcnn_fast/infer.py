@@ -32,6 +32,7 @@ weights, and imports no video code.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -315,6 +316,22 @@ class Upscaler:
             jpeg = self._jpeg_weights
             return str(jpeg.source if isinstance(jpeg, SRCNNWeights) else os.fspath(jpeg))
         return str(self.weights.source)
+
+    def weights_sha256(self, choice: WeightsChoice) -> str:
+        """SHA-256 of the weights ``choice`` runs: of their file, or for weights made in
+        memory of their arrays (:meth:`~srcnn_fast.model.SRCNNWeights.content_sha256`)."""
+        source = self.weights_file(choice)
+        if os.path.isfile(source):
+            digest = hashlib.sha256()
+            with open(source, "rb") as file:
+                for block in iter(lambda: file.read(1 << 20), b""):
+                    digest.update(block)
+            return digest.hexdigest()
+        jpeg = choice.weights == "jpeg" and self._jpeg_weights is not None
+        weights = self._jpeg_weights if jpeg else self.weights
+        if not isinstance(weights, SRCNNWeights):
+            weights = load_weights(weights, self.scale)
+        return weights.content_sha256()
 
     def backend_for(self, choice: WeightsChoice) -> Backend:
         """The backend that runs ``choice``'s weights (the JPEG-aware one built once, on first

@@ -189,6 +189,17 @@ class SRCNNWeights:
             digest.update(np.ascontiguousarray(getattr(self, name)).tobytes())
         return digest.hexdigest()
 
+    def content_sha256(self) -> str:
+        """SHA-256 of everything the network computes with: the float arrays and the int8
+        calibration, if any (what a resume record keeps of weights made in memory)."""
+        digest = hashlib.sha256(self.fingerprint().encode())
+        if self.int8 is not None:
+            digest.update(str(self.int8.input_bits).encode())
+            for value in vars(self.int8).values():
+                if isinstance(value, np.ndarray):
+                    digest.update(np.ascontiguousarray(value).tobytes())
+        return digest.hexdigest()
+
     def metadata(self) -> dict[str, Any]:
         return {
             "format": FORMAT_NAME,

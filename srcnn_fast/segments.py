@@ -104,12 +104,6 @@ def input_identity(path: Path) -> dict[str, Any]:
     return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256_first_mib": head}
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a whole file (a weights file: a few kB)."""
-    with open(path, "rb") as handle:
-        return hashlib.sha256(handle.read()).hexdigest()
-
-
 class WorkFolder:
     """The hidden folder beside ``target`` that holds its finished segments and the record of
     the job that made them."""
@@ -217,41 +211,48 @@ def joined_packets(
     packets, already set to their output streams), so the muxer interleaves as it goes."""
 
     def video() -> Iterator[Any]:
+        times = iter(_decode_times(av, segment_files))
         for path in segment_files:
             with av.open(str(path)) as container:
-                demuxed = container.demux(container.streams.video[0])
-                for packet in _decode_times(p for p in demuxed if p.size):
-                    packet.stream = target
-                    yield packet
+                for packet in container.demux(container.streams.video[0]):
+                    if packet.size:
+                        packet.dts = next(times, packet.dts)
+                        packet.stream = target
+                        yield packet
 
     return (
         packet for _, _, packet in heapq.merge(_keyed(video(), 0), _keyed(others, 1), key=_order)
     )
 
 
-def _decode_times(packets: Iterator[Any]) -> Iterator[Any]:
-    """The packets with a decode time each. Matroska stores none: its demuxer derives them
-    from the presentation times, except for the packets before the decoder's delay is known
-    (the first two with B-frames), which come without. Those are counted back from the first
-    packet that has one, a frame's duration apart, as the encoder had them; so the join's
-    decode times rise across segments as a single pass's do."""
-    waiting: list[Any] = []
-    last = None
-    for packet in packets:
-        if packet.dts is None and last is None:
-            waiting.append(packet)
-            continue
-        if packet.dts is None:
-            packet.dts = last + (packet.duration or 1)
-        for back, early in enumerate(reversed(waiting), 1):
-            early.dts = packet.dts - back * (early.duration or 1)
-        yield from waiting
-        waiting.clear()
-        last = packet.dts
-        yield packet
-    for early in waiting:  # no packet with a time: keep the presentation times
-        early.dts = early.pts
-        yield early
+def _decode_times(av: Any, segment_files: list[Path]) -> list[int | None]:
+    """The decode time of every video packet of the joined segments, in decode order.
+
+    Each segment's encoder set decode times of its own, and Matroska stores none: its
+    demuxer derives them, except for a segment's first packets with B-frames, which come
+    without (all of a segment's, where it has 3 frames or fewer). So they are set afresh over
+    the whole stream, as an encoder sets them: the k-th decode time is the (k - d)-th smallest
+    presentation time, d the reordering depth (the most any packet comes before frames that
+    are shown ahead of it; 2 for x264's B-pyramid). That rises strictly, never passes a
+    packet's own presentation time, and needs no frame rate (variable too); the first d
+    count back from the first presentation time. A packet without a presentation time keeps
+    what the demuxer gave (None here)."""
+    shown: list[int | None] = []
+    for path in segment_files:  # a first read of the packets' times: no data is decoded
+        with av.open(str(path)) as container:
+            for packet in container.demux(container.streams.video[0]):
+                if packet.size:
+                    shown.append(packet.pts)
+    if not shown or any(pts is None for pts in shown):
+        return []
+    ordered = sorted(shown)  # type: ignore[type-var]
+    rank = {pts: i for i, pts in enumerate(ordered)}
+    depth = max(0, *(i - rank[pts] for i, pts in enumerate(shown)))
+    step = ordered[1] - ordered[0] if len(ordered) > 1 else 1
+    return [
+        ordered[i - depth] if i >= depth else ordered[0] - (depth - i) * step
+        for i in range(len(shown))
+    ]
 
 
 def _keyed(packets: Iterator[Any], rank: int) -> Iterator[tuple[float, int, Any]]:

@@ -35,7 +35,6 @@ from .segments import (
     DEFAULT_SEGMENT_SECONDS,
     Segment,
     WorkFolder,
-    file_sha256,
     input_identity,
     joined_packets,
     keyframe_times,
@@ -348,11 +347,25 @@ class _VideoOut:
     choice: WeightsChoice | None = None  # the weights, chosen before the pipeline starts
     end: float | None = None  # seconds: where the last decoded frame ends
     packet_end: float | None = None  # seconds: where the last demuxed packet ends
+    #: A segment's: errors and concealed frames count only inside it (its preroll and the
+    #: frame past its end, decoded to find the end, are its neighbours' to count).
+    window: Segment | None = None
+    packets: int = 0  # packets demuxed (a segment's: inside it), decoded or not
+
+    def counts(self, pts: int | None) -> bool:
+        window = self.window
+        if window is None or pts is None:
+            return True
+        return (window.start is None or pts >= window.start) and (
+            window.end is None or pts < window.end
+        )
 
 
-#: How far (in frame periods) a video stream may end before its declared end: rounding of the
-#: declared duration, and the last frame's own duration where the container leaves it out.
-SHORT_FRAMES = 1.5
+#: How far (in frame periods) a video stream may end before its declared end: the rounding of
+#: the declared duration (Matroska's tag: nanoseconds; a stream duration: its time base). A
+#: container that leaves the last frame's duration out declares less, never more. Half a
+#: frame: one frame missing is short (1.5 let a file cut before its last frame pass).
+SHORT_FRAMES = 0.5
 
 
 def _declared_end(stream: Any) -> float | None:
@@ -673,7 +686,7 @@ def _transcode(
                         f"into {dst.suffix or 'this container'} ({_reason(exc)})"
                     ) from None
                 expected = 0 if segment is not None else stream.frames or 0
-                videos[stream.index] = _VideoOut(stream, target, expected)
+                videos[stream.index] = _VideoOut(stream, target, expected, window=segment)
             elif segment is None:
                 _copy_stream(av, out, stream, copied, summary)
         _copy_container_data(out, container)
@@ -749,13 +762,20 @@ def _transcode(
                 set_thread_name(caller_name)
         for video in videos.values():
             # A packet that fails to decode is a frame lost; where the header gives the
-            # frame count, frames that never arrived (a truncated file) are lost too.
+            # frame count, frames that never arrived (a truncated file) are lost too; where
+            # each packet is a frame, so is a packet that gave none (a decoder may drop a
+            # damaged one without a word: ffv1 does).
+            counted = video.packets if _frames_are_packets(container, video.source) else 0
+            if video.window is not None:
+                video.frames_expected, video.decoded = counted, summary.frames
+            else:
+                video.frames_expected = max(video.frames_expected, counted)
             summary.lost_frames += max(video.errors, video.frames_expected - video.decoded)
             summary.damaged_frames += video.damaged
         if segment is None:
             for index, video in videos.items():
                 _check_end(index, video, summary)
-        if summary.frames == 0:
+        if summary.frames == 0 and segment is None:
             raise ImageError(f"{src}: no video frame could be decoded")
     except BaseException:
         out.close()  # the temporary file is removed by atomic_output
@@ -834,6 +854,21 @@ def _window(container: Any, items: Iterator[tuple], segment: Segment) -> Iterato
         items.close()  # type: ignore[attr-defined]
 
 
+#: Codecs whose every packet is one frame shown, in the containers below (an MP4 sample, a
+#: Matroska block: a whole frame, both fields of an interlaced one). Not VP8 (its alt-ref
+#: frames are packets never shown) nor MPEG-4 part 2 (packed B-frames: two in one packet).
+ONE_FRAME_PER_PACKET = (
+    "h264", "hevc", "av1", "vp9", "ffv1", "prores", "mjpeg", "mpeg2video", "dnxhd", "rawvideo",
+)  # fmt: skip
+
+
+def _frames_are_packets(container: Any, stream: Any) -> bool:
+    formats = set(container.format.name.split(","))
+    return stream.codec_context.name in ONE_FRAME_PER_PACKET and bool(
+        formats & set(SEEKABLE_FORMATS)
+    )
+
+
 #: Input formats (FFmpeg's demuxer names) whose index seeks exactly to a keyframe, so that a
 #: segment can start there: MP4/MOV and Matroska/WebM. Others (MPEG-TS, AVI, ...) seek by
 #: guessing at byte offsets, and go in one pass.
@@ -885,30 +920,35 @@ class SegmentedRun:
 
     def join(self) -> VideoSummary:
         """The segments remuxed into the output (atomic), the whole-file checks made, the
-        work folder removed; after a problem with the file it is removed too (a rerun would
-        meet it again), after an interruption kept. Returns the summary, its time counted
-        from the planning."""
+        work folder removed. A join or an output that fails (a full disk) keeps the folder:
+        the segments are the hours of work, and a rerun joins them. Returns the summary, its
+        time counted from the planning."""
         av = _av()
         summary = self.summary
         stats = [self.work.done[s.index] for s in self.plan]
         summary.frames = sum(s["frames"] for s in stats)
-        try:
-            with _open_input(av, summary.source) as container:
-                files = [self.work.segment_path(s) for s in self.plan]
-                with atomic_output(summary.target, self.overwrite, keep_suffix=True) as tmp:
-                    _join(av, container, files, tmp, self.job, summary)
-                _whole_file_checks(container.streams.video[0], stats, summary)
-        except SrcnnError:
+        # A segment in which nothing decoded (a damaged stretch) has no file to join.
+        made = zip(self.plan, stats, strict=True)
+        files = [self.work.segment_path(s) for s, n in made if n["frames"]]
+        if not files:
             self.work.remove()
-            raise
+            raise ImageError(f"{summary.source}: no video frame could be decoded")
+        with _open_input(av, summary.source) as container:
+            with atomic_output(summary.target, self.overwrite, keep_suffix=True) as tmp:
+                _join(av, container, files, tmp, self.job, summary, self.work.path)
+            _whole_file_checks(container.streams.video[0], stats, summary)
         self.work.remove()
         summary.seconds = time.perf_counter() - self.started
         return summary
 
-    def discard(self) -> None:
-        """After a problem with the file: its work folder removed (a rerun would meet it
-        again)."""
+    def discard(self, error: BaseException) -> bool:
+        """After ``error``: the work folder removed where the input is at fault (a rerun
+        would meet it again), kept where the output is (a full disk, a folder not writable:
+        a rerun, the problem fixed, resumes). Returns whether it was removed."""
+        if not isinstance(error, ImageError):
+            return False
         self.work.remove()
+        return True
 
 
 def plan_segmented(
@@ -978,8 +1018,8 @@ def _make_segments(run: SegmentedRun, upscaler: Upscaler, progress: bool | None)
                 summary.source, segment, path, upscaler, run.job, run.choices, summary, bar
             )
             run.finish(segment, stats)
-    except SrcnnError:
-        run.discard()
+    except SrcnnError as exc:
+        run.discard(exc)
         raise
     finally:
         if bar is not None:
@@ -1009,6 +1049,8 @@ def encode_segment(
         (video,) = _transcode(
             av, container, tmp, path, upscaler, own, job, bar or False, None, segment, choices
         ).values()
+        if not own.frames:
+            tmp.write_bytes(b"")  # a damaged stretch: nothing to join, its frames counted lost
     if summary is not None:
         summary.notes.extend(own.notes)
         summary.add_cpu(own.cpu)
@@ -1022,7 +1064,13 @@ def encode_segment(
 
 
 def _join(
-    av: Any, container: Any, files: list[Path], tmp: Path, job: _Job, summary: VideoSummary
+    av: Any,
+    container: Any,
+    files: list[Path],
+    tmp: Path,
+    job: _Job,
+    summary: VideoSummary,
+    work: Path,
 ) -> None:
     """The segment files remuxed (not re-encoded) into ``tmp``, with the source's other
     streams, metadata and chapters copied as a single pass copies them."""
@@ -1049,8 +1097,9 @@ def _join(
         except av.error.FFmpegError as exc:
             # E.g. decode times that do not follow on from one segment to the next (a
             # variable frame rate with B-frames): one pass does not join anything.
-            raise ImageError(
-                f"{summary.source}: the segments cannot be joined ({_reason(exc)}); try --segment 0"
+            raise OutputError(
+                f"{summary.source}: the segments cannot be joined ({_reason(exc)}); they are "
+                f"kept in {work}: try --segment 0 (one pass), or --overwrite to discard them"
             ) from None
     except BaseException:
         out.close()
@@ -1082,11 +1131,11 @@ def _job_identity(
     src: Path, upscaler: Upscaler, job: _Job, choices: dict[int, WeightsChoice]
 ) -> dict[str, Any]:
     """What a segment depends on, for the resume record: the input, the weights each stream
-    runs (their files' hashes), scale, backend and precision, the encoder and its options."""
+    runs (the SHA-256 of their file, or of their arrays where made in memory), scale, backend
+    and precision, the encoder and its options."""
     weights = {}
     for index, choice in choices.items():
-        source = upscaler.weights_file(choice)
-        digest = file_sha256(source) if os.path.isfile(source) else source
+        digest = upscaler.weights_sha256(choice)
         weights[str(index)] = f"{choice.weights}:{digest}"
     return {
         "input": {"path": str(src.resolve()), **input_identity(src)},
@@ -1138,6 +1187,8 @@ def _demux(
             yield ("packet", packet, index)
         elif index in videos:
             video = videos[index]
+            if video.counts(packet.pts) and not packet.is_discard:
+                video.packets += 1
             if packet.pts is not None and packet.time_base:
                 end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
                 video.packet_end = max(video.packet_end or end, end)
@@ -1178,7 +1229,7 @@ def _decode(video: _VideoOut, packet: Any, errors: tuple) -> Iterator[tuple]:
     try:
         frames = video.source.decode(packet)
     except errors:
-        video.errors += 1
+        video.errors += video.counts(packet.pts)
         return
     for frame in frames:
         first = None
@@ -1191,7 +1242,7 @@ def _decode(video: _VideoOut, packet: Any, errors: tuple) -> Iterator[tuple]:
         # bytes (issue 29's test clip, whose x264 bytes vary by run, came out either way: 4
         # of 10 runs passed silently); a fixed file decodes the same with frame or slice
         # threads (60 and 30 runs). Counting both makes every run report it.
-        if frame.is_corrupt:
+        if frame.is_corrupt and video.counts(frame.pts):
             video.damaged += 1
         # Frames drained from the decoder at the end carry no time base; a frame without a
         # timestamp (some AVI files) follows the one before at the stream's frame rate.

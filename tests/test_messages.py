@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import REPO
-from test_video import SLOW_CLI, cli, interrupt_when, make_clip
+from test_video import SLOW_CLI, cli, default_sigint, interrupt_when, make_clip
 
 from srcnn_fast.console import LINE_START, say
 
@@ -219,6 +219,7 @@ def _interrupted_on_a_terminal(args: list[str], unit: bytes) -> tuple[int, str]:
         stdout=follower,
         stderr=follower,
         env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONFAULTHANDLER": "1"},
+        preexec_fn=default_sigint,
     )
     os.close(follower)
     shown = bytearray()

@@ -104,6 +104,107 @@ def test_x264_join_has_no_lost_or_doubled_frame(tmp_path, tiny, monkeypatch) -> 
     assert sum(p.is_keyframe for p in packets) >= len(made), "each segment opens on a keyframe"
 
 
+@pytest.mark.parametrize("ext", [".mkv", ".mp4"])
+@pytest.mark.parametrize("frames", [21, 22, 23])
+def test_x264_join_with_a_last_segment_of_few_frames(tmp_path, tiny, ext, frames) -> None:
+    """A last segment of 1 to 3 frames with B-frames: Matroska gives none of its packets a
+    decode time (the join set them equal to the presentation times, which fell back: "cannot
+    be joined" after all the work). Decode times are set afresh over the joined stream."""
+    src = tmp_path / f"clip{ext}"
+    make_clip(src, frames=frames, codec="libx264", options={**GOP, "bf": "2"}, audio=False)
+    up = Upscaler(weights=tiny(2), backend="reference")
+    summary = video.upscale_video(src, tmp_path / f"out{ext}", up, segment_seconds=0.2)
+    assert summary.problem() is None and summary.frames == frames
+    assert read_clip(tmp_path / f"out{ext}")["pts"] == read_clip(src)["pts"]
+    if ext == ".mp4":  # Matroska stores no decode times (its muxer checked them)
+        with av.open(str(tmp_path / f"out{ext}")) as container:
+            packets = [p for p in container.demux(container.streams.video[0]) if p.size]
+        dts = [p.dts for p in packets]
+        assert all(a < b for a, b in itertools.pairwise(dts)), dts
+        assert all(p.dts <= p.pts for p in packets), [(p.dts, p.pts) for p in packets]
+
+
+def _damaged(src: Path, pts: int) -> Path:
+    """``src`` (ffv1 mkv) with the data of the video packet at ``pts`` zeroed."""
+    with av.open(str(src)) as container:
+        (packet,) = (p for p in container.demux(video=0) if p.pts == pts and p.size)
+        where, size = packet.pos, packet.size
+    data = bytearray(src.read_bytes())
+    data[where + 8 : where + size - 4] = bytes(size - 12)  # the frame's data, not the block's
+    bad = src.with_name(f"bad_{src.name}")
+    bad.write_bytes(bytes(data))
+    return bad
+
+
+@pytest.mark.parametrize("keyframes", [5, 1])
+def test_a_damaged_stretch_is_reported_as_one_pass_reports_it(tmp_path, tiny, keyframes) -> None:
+    """A segment whose keyframe is damaged decodes no frame: the video keeps the others and
+    says how many were lost, as a single pass does (it failed whole: "no video frame could be
+    decoded", the work folder gone). With a keyframe on every frame, the damaged packet opens
+    a segment and is decoded by the one before too (to find its end): counted once."""
+    src = tmp_path / "clip.mkv"
+    make_clip(src, frames=20, options={"g": str(keyframes)}, audio=False)
+    bad = _damaged(src, 400)  # 0.4 s: a segment's first frame either way
+    up = Upscaler(weights=tiny(2), backend="reference")
+    runs = {}
+    for seconds in (0, 0.2):
+        out = tmp_path / f"out{seconds}.mkv"
+        runs[seconds] = (video.upscale_video(bad, out, up, codec="ffv1", segment_seconds=seconds),
+                         read_clip(out))  # fmt: skip
+    (one, one_clip), (seg, seg_clip) = runs[0], runs[0.2]
+    assert one.lost_frames > 0 and seg.frames == one.frames, (one.line(), seg.line())
+    assert (seg.lost_frames, seg.damaged_frames) == (one.lost_frames, one.damaged_frames)
+    _same_frames(one_clip, seg_clip)
+    assert not WorkFolder(tmp_path / "out0.2.mkv").path.exists()
+
+
+def test_an_output_problem_keeps_the_finished_segments(tmp_path, tiny, monkeypatch) -> None:
+    """A full disk at segment 2 is the output's problem, not the input's: the finished
+    segments stay for the rerun (they were removed with the folder), which makes the rest."""
+    from srcnn_fast.errors import OutputError
+
+    src = tmp_path / "clip.mkv"
+    make_clip(src, frames=23, options=GOP)
+    up = Upscaler(weights=tiny(2), backend="reference")
+    real = video.encode_segment
+
+    def full_disk(src, segment, *args, **kwargs):
+        if segment.index == 2:
+            raise OutputError(f"{args[0]}: cannot write (No space left on device)")
+        return real(src, segment, *args, **kwargs)
+
+    monkeypatch.setattr(video, "encode_segment", full_disk)
+    out = tmp_path / "out.mkv"
+    with pytest.raises(OutputError, match="No space left"):
+        video.upscale_video(src, out, up, codec="ffv1", segment_seconds=0.2)
+    assert sorted(WorkFolder(out).path.glob("segment-*")) != []
+    monkeypatch.undo()
+    made, notes = _count_segments(monkeypatch), []
+    video.upscale_video(src, out, up, codec="ffv1", segment_seconds=0.2, on_note=notes.append)
+    assert notes == [f"{out}: resuming: 2 of 5 segments done"] and made == [2, 3, 4]
+
+
+def test_weights_made_in_memory_are_told_apart_on_a_rerun(tmp_path, monkeypatch) -> None:
+    """Two sets of random weights (no file to hash) are two jobs: the second run starts over,
+    it does not join the first one's segments."""
+    from srcnn_fast.model import Architecture, SRCNNWeights
+
+    src = tmp_path / "clip.mkv"
+    make_clip(src, frames=23, options=GOP)
+    arch = Architecture(f1=3, n1=4, n2=4, f3=3)
+    first, second = (SRCNNWeights.random(arch, scale=2, seed=n) for n in (1, 2))
+    out = tmp_path / "out.mkv"
+    _count_segments(monkeypatch, stop_at=2)
+    with pytest.raises(KeyboardInterrupt):
+        video.upscale_video(src, out, Upscaler(weights=first, backend="reference"),
+                            codec="ffv1", segment_seconds=0.2)  # fmt: skip
+    monkeypatch.undo()
+    notes: list[str] = []
+    video.upscale_video(src, out, Upscaler(weights=second, backend="reference"), codec="ffv1",
+                        segment_seconds=0.2, on_note=notes.append)  # fmt: skip
+    assert notes == [f"{out}: starting over: weights changed since the unfinished run"]
+
+
 def test_several_video_streams_go_in_one_pass(tmp_path, tiny, monkeypatch) -> None:
     src = tmp_path / "two.mkv"
     with av.open(str(src), "w") as out:
