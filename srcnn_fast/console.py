@@ -10,8 +10,9 @@ message as it is (no bar draws there, and logs stay free of escape codes).
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 #: Carriage return, then ANSI "erase to the end of the line" (every terminal tqdm draws on).
 LINE_START = "\r\033[K"
@@ -25,3 +26,19 @@ def say(message: str, stream: TextIO | None = None) -> None:
     except (AttributeError, ValueError):  # a closed or file-like stream without isatty
         fresh = ""
     print(fresh + message, file=stream, flush=True)
+
+
+def counted(n: int, noun: str) -> str:
+    """``1 frame``, ``2 frames``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def frame_bar(progress: bool | None, total: int | None, name: str | os.PathLike[str]) -> Any:
+    """A progress bar of frames on stderr named after ``name``'s file name (tqdm, which leaves
+    no line behind), or None: ``progress`` False, or None and stderr not a terminal."""
+    if progress is False or (progress is None and not sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm
+
+    desc = os.path.basename(os.fspath(name))
+    return tqdm(total=total, unit="frame", desc=desc, leave=False, dynamic_ncols=True)

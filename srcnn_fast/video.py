@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .console import counted, frame_bar
 from .errors import ImageError, OutputError, SrcnnError
 from .imagefile import IMAGE_EXTENSIONS, atomic_output
 from .pipeline import StageTimes, pipelined
@@ -148,7 +148,7 @@ class VideoSummary:
         decode, upscale, encode = (round(100 * share) for share in self.shares())
         kept = f" ({self.resumed_frames} kept from the interrupted run)" * bool(self.resumed_frames)
         return (
-            f"{self.source} -> {self.target}: {_count(self.frames, 'frame')}{kept} in "
+            f"{self.source} -> {self.target}: {counted(self.frames, 'frame')}{kept} in "
             f"{self.seconds:.1f} s, "
             f"{self.fps:.1f} fps; bottleneck: decode {decode}%, upscale {upscale}%, "
             f"encode {encode}%"
@@ -162,10 +162,10 @@ class VideoSummary:
             return None
         what = []
         if self.lost_frames:
-            what.append(f"{_count(self.lost_frames, 'frame')} could not be decoded")
+            what.append(f"{counted(self.lost_frames, 'frame')} could not be decoded")
         if self.damaged_frames:
             what.append(
-                f"{_count(self.damaged_frames, 'frame')} decoded with errors (concealed by the "
+                f"{counted(self.damaged_frames, 'frame')} decoded with errors (concealed by the "
                 "decoder)"
             )
         for index, reached, declared in self.short:
@@ -174,13 +174,8 @@ class VideoSummary:
             )
         return (
             f"{self.source}: {'; '.join(what)} (truncated or corrupt input); the "
-            f"{_count(self.frames, 'frame')} that decoded are in {self.target}"
+            f"{counted(self.frames, 'frame')} that decoded are in {self.target}"
         )
-
-
-def _count(n: int, noun: str) -> str:
-    """``1 frame``, ``2 frames``."""
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def videos_line(videos: int, outcome: Summary, frames: int) -> str:
@@ -188,7 +183,8 @@ def videos_line(videos: int, outcome: Summary, frames: int) -> str:
     2 upscaled, 1 failed in 9.1 s; 480 frames, 52.7 fps`` (``outcome``: the counts and the
     run's wall time)."""
     fps = frames / outcome.seconds if outcome.seconds > 0 else 0.0
-    return f"{_count(videos, 'video')}: {outcome.line()}; {_count(frames, 'frame')}, {fps:.1f} fps"
+    frames_line = f"{counted(frames, 'frame')}, {fps:.1f} fps"
+    return f"{counted(videos, 'video')}: {outcome.line()}; {frames_line}"
 
 
 #: Encoders `srcnn-fast info` looks for (the ones `--codec` is documented with).
@@ -701,7 +697,7 @@ def _transcode(
 
         own_bar = progress is None or isinstance(progress, bool)
         total = sum(v.frames_expected for v in videos.values()) or None
-        bar = _progress_bar(progress, total, src) if own_bar else progress
+        bar = frame_bar(progress, total, src) if own_bar else progress
         decoded = _demux(av, container, videos, copied)
         if segment is not None:
             decoded = _window(container, decoded, segment)
@@ -1008,7 +1004,7 @@ def _plan_segmented(
 def _make_segments(run: SegmentedRun, upscaler: Upscaler, progress: bool | None) -> None:
     """The local run: the segments left made one after another in this process."""
     summary = run.summary
-    bar = _progress_bar(progress, run.declared_frames, summary.source)
+    bar = frame_bar(progress, run.declared_frames, summary.source)
     if bar is not None:
         bar.update(summary.resumed_frames)
     try:
@@ -1296,11 +1292,3 @@ def upscale_frame(
     frame comes out the same whichever way it came in."""
     hint = None if choice is None or choice.weights == "given" else choice.weights
     upscaler.upscale_planes(planes, bits, full_range, out=out, degradation=hint)
-
-
-def _progress_bar(progress: bool | None, total: int | None, src: Path) -> Any:
-    if progress is False or (progress is None and not sys.stderr.isatty()):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="frame", desc=src.name, leave=False, dynamic_ncols=True)

@@ -30,11 +30,12 @@ from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
+from .console import counted, frame_bar
 from .errors import ImageError, OutputError, UsageError
 from .imagefile import atomic_output
 from .jobs import names_folder, output_name
 from .pipeline import pipelined
-from .video import VideoSummary, _count, _progress_bar, upscale_frame
+from .video import VideoSummary, upscale_frame
 
 if TYPE_CHECKING:
     from .infer import Upscaler, WeightsChoice
@@ -282,7 +283,7 @@ class Y4MSummary(VideoSummary):
             return None
         were = "was" if self.frames == 1 else "were"
         return (
-            f"{self.source}: {self.cut}; {_count(self.frames, 'frame')} {were} written to "
+            f"{self.source}: {self.cut}; {counted(self.frames, 'frame')} {were} written to "
             f"{self.target} before it"
         )
 
@@ -330,7 +331,7 @@ def upscale_y4m(
         )
         return params, buffer
 
-    bar = _progress_bar(progress, None, summary.source)
+    bar = frame_bar(progress, None, summary.source)
     try:
         _write(dst, out_header.line(), target, summary)
         frames = pipelined(
@@ -370,7 +371,7 @@ def _flush(dst: IO[bytes], target: str, summary: Y4MSummary) -> None:
 
 
 def _write_error(exc: OSError, target: str, summary: Y4MSummary) -> OutputError:
-    done = f"after {_count(summary.frames, 'frame')}"
+    done = f"after {counted(summary.frames, 'frame')}"
     if isinstance(exc, BrokenPipeError):
         return OutputError(f"{target}: closed by the program reading it, {done} (broken pipe)")
     return OutputError(f"{target}: cannot write ({exc.strerror or exc}), {done}")
