@@ -40,7 +40,7 @@ from .segments import (
     keyframe_times,
     plan_segments,
 )
-from .stage_cpu import STAGES, StageClock, set_thread_name, thread_name
+from .stage_cpu import STAGES, StageClock
 from .video_quantiser import first_frames_mean_qp
 
 if TYPE_CHECKING:
@@ -701,7 +701,7 @@ def _transcode(
         decoded = _demux(av, container, videos, copied)
         if segment is not None:
             decoded = _window(container, decoded, segment)
-        clock, caller_name = StageClock(), thread_name()
+        clock = StageClock()
         items = pipelined(
             clock.source(decoded),
             clock.work(lambda item: _upscale_item(upscaler, item, videos)),
@@ -754,8 +754,6 @@ def _transcode(
             items.close()
             if bar is not None and own_bar:
                 bar.close()
-            if caller_name is not None:
-                set_thread_name(caller_name)
         for video in videos.values():
             # A packet that fails to decode is a frame lost; where the header gives the
             # frame count, frames that never arrived (a truncated file) are lost too; where
