@@ -96,6 +96,7 @@ from .bf16 import (
     rounded_by,
     rounded_centres,
 )
+from .conv1_steps import REACH, plan, planes_needed, step_offsets, step_weights
 from .cpu_pixels import upscale_pixels
 from .numba_cache import KERNEL_LOCK, cache_dir, cache_here, cache_restore
 from .plans import PlanCache
@@ -180,21 +181,31 @@ class _Net(NamedTuple):
 class _Geometry(NamedTuple):
     """Everything that depends on the input size: padded LR copy, classes, folded conv1."""
 
-    lr: np.ndarray  # lr_h rows of lr_stride floats, lr_pad replicated columns each side
+    # lr_h + 2 row_pad rows of lr_stride floats: row_pad replicated rows above and below,
+    # lr_pad replicated columns each side
+    lr: np.ndarray
     lr_stride: int
     lr_pad: int
+    row_pad: int
     lr_h: int
     lr_w: int
     scale: int
     k1: np.ndarray  # folded conv1 [row class][column class][T][T][n1p] (int8: the integers)
     b1: np.ndarray  # [row class * column classes + column class][n1p]: conv1's bias
     m1: np.ndarray  # the same for int8's scale of the integer sum (1.0 in float)
-    lr_fast: np.ndarray  # lr, or uint32 pairs (lr[i], lr[i + 1]) in bf16, int32 quads in int8
+    # conv1's packed input (``conv1_steps``): lr, or uint32 pairs (lr[i], lr[i + 1]) in bf16,
+    # or in int8 int32 quads, one plane of len(lr) per step shape (row, column, square)
+    lr_fast: np.ndarray
     # int8: 2 with a 16-bit input (lr_fast: quads of its high bytes, lr_lo: of its low
     # bytes), else 1 (lr_lo unused)
     passes: int
     lr_lo: np.ndarray
-    k1_fast: np.ndarray  # k1, or pairs (K[.., tj, c], K[.., tj + 1, c]) in bf16, quads in int8
+    # conv1's steps (``conv1_steps``) of class c = row class * n_col_classes + column phase:
+    # step_first[c] .. step_first[c + 1] - 1; each one's index in lr_fast relative to the
+    # window's first pixel, and its weight lanes [step][n1p] (float32, bf16 pairs, int8 quads)
+    step_first: np.ndarray
+    step_src: np.ndarray
+    k1_steps: np.ndarray
     n_col_classes: int
     row_class: np.ndarray
     row_base: np.ndarray
@@ -422,34 +433,34 @@ def _store_floats(out, cb, acc, bias, scale, relu, live, count, neg_centre, live
 
 @njit(cache=True, inline="always")
 def _conv1_block(
-    lr, lr_lo, passes, row_off, shift, k1, kbase, t_size, n1p, rows, cols, step, b1, m1, out,
-    cb, live, n, neg_centre, live_floor,
+    lr, lr_lo, passes, src, step_src, first, stop, k1, n1p, b1, m1, out, cb, live, n,
+    neg_centre, live_floor,
 ):  # fmt: skip
     """conv1 + bias + ReLU for PIXELS pixels (one phase) and CHANNELS channels from ``cb``.
 
-    ``row_off[ti] + shift`` is the flat index in ``lr`` of the first LR pixel of window row ti
-    for pixel 0 of the block; ``kbase`` the index of K[rc, q, 0, 0, cb] in ``k1``. Only the
-    window rows ``rows`` = [first, stop) and columns ``cols`` with non-zero weights are read,
-    ``step`` columns per multiply-add (2 with bf16 pairs, 4 with int8 quads: taps past
-    ``stop`` weigh 0). ``b1`` and ``m1``: the bias (and int8 scale) of this row and column
-    class. Appends the channels that are non-zero somewhere to ``live[n:]``; returns the new
-    count. (``neg_centre``, ``live_floor``: :func:`_store_block`.) int8 with a 16-bit input
+    ``src`` is the index in ``lr`` of the first LR pixel of the window of pixel 0 of the
+    block; the steps ``first`` .. ``stop`` - 1 of its class (``conv1_steps``) each read the
+    lanes at ``src + step_src[step]`` and multiply them by the weight lanes ``k1[step][cb:]``.
+    ``b1`` and ``m1``: the bias (and int8 scale) of this row and column class. Appends the
+    channels that are non-zero somewhere to ``live[n:]``; returns the new count.
+    (``neg_centre``, ``live_floor``: :func:`_store_block`.) int8 with a 16-bit input
     (``passes`` = 2): the sums over the high bytes ``lr``, times 256, plus those over the low
     bytes ``lr_lo``: the sum over the 16-bit values, exactly.
     """
-    acc = _zero_block(lr)
-    for p in range(passes):
-        x = lr
-        if p:
-            x = lr_lo
-            acc = _shift_block(acc)
-        for ti in range(rows[0], rows[1]):
-            src = row_off[ti] + shift
-            k = kbase + (ti * t_size + cols[0]) * n1p
-            for tj in range(cols[0], cols[1], step):
-                acc = _fma_block(x, src + tj, k1, k, acc)
-                k += step * n1p
+    acc = _conv1_sums(lr, src, step_src, first, stop, k1, n1p, cb, _zero_block(lr))
+    if passes == 2:
+        acc = _conv1_sums(lr_lo, src, step_src, first, stop, k1, n1p, cb, _shift_block(acc))
     return _store_block(out, cb, acc, b1, m1, True, live, n, neg_centre, live_floor)
+
+
+@njit(cache=True, inline="always")
+def _conv1_sums(x, src, step_src, first, stop, k1, n1p, cb, acc):
+    """``acc`` plus the block's conv1 sums over the packed input ``x`` (:func:`_conv1_block`)."""
+    k = first * n1p + cb
+    for step in range(first, stop):
+        acc = _fma_block(x, src + step_src[step], k1, k, acc)
+        k += n1p
+    return acc
 
 
 @njit(cache=True, inline="always")
@@ -492,7 +503,15 @@ def _tap_block(f2, w3, inputs, n_in, nkp, k, out):
     vstore(out, k * PIXELS + W, b)
 
 
-@njit(cache=True)
+#: The row kernels allocate nothing and only borrow arrays that ``_forward``'s caller holds, so
+#: they are compiled without reference counting (``_nrt=False``). With it, every array argument
+#: of an inlined block function was an atomic increment and decrement per block of 8 channels,
+#: each a call that spilled the 16 accumulators to the stack: int8 ran 19% and bf16 9% slower
+#: (640x360 x3, Zen 4).
+ROW_KERNEL = {"cache": True, "_nrt": False}
+
+
+@njit(**ROW_KERNEL)
 def _g_row(y, net, geo, ring, slot, scratch):
     """conv3's tap products of HR row ``y``, all columns, into ring slot ``slot``.
 
@@ -500,7 +519,7 @@ def _g_row(y, net, geo, ring, slot, scratch):
     f3 * f3 taps k, so that conv3 later only adds 25 shifted values per output pixel.
     """
     t_size, n1p, n2p, nk, nkp, scale = net.t_size, net.n1p, net.n2p, net.nk, net.nkp, geo.scale
-    lr, k1, row_off = geo.lr_fast, geo.k1_fast, scratch.row_off
+    lr, k1, row_off = geo.lr_fast, geo.k1_steps, scratch.row_off
     f1, f2, g = scratch.f1, scratch.f2, scratch.g
     pix1, pix2, pixg = scratch.pix1, scratch.pix2, scratch.pixg
     live1, live2, counts = scratch.live1, scratch.live2, scratch.counts
@@ -508,39 +527,47 @@ def _g_row(y, net, geo, ring, slot, scratch):
     rc = geo.row_class[y]
     rb = geo.row_base[y]
     rows = geo.row_span[rc]
+    stride, row_pad = geo.lr_stride, geo.row_pad
     for ti in range(t_size):
-        row_off[ti] = _clamp(rb + ti, 0, geo.lr_h - 1) * geo.lr_stride + geo.lr_pad
+        row_off[ti] = (_clamp(rb + ti, 0, geo.lr_h - 1) + row_pad) * stride + geo.lr_pad
+    # The padded rows repeat the edge rows, so the main pass reads window row ti as row
+    # rb + ti of the padded plane, unclamped: one index for the whole window.
+    window = (rb + row_pad) * stride + geo.lr_pad
     n_hr = geo.lr_w * scale
+    # (The arrays the main pass reads, bound once.)
+    lr_lo, passes, step_first, step_src = geo.lr_lo, geo.passes, geo.step_first, geo.step_src
+    w2, b2, s2, w3 = net.w2_fast, net.b2, net.s2, net.w3_fast
+    neg_c1, live_c1, neg_c2, live_c2 = net.neg_c1, net.live_c1, net.neg_c2, net.live_c2
+    blocked = nk - nk % CHANNELS
     # Main pass: every column as if interior, PIXELS pixels of one phase at a time.
     for q in range(scale):
-        kq = (rc * geo.n_col_classes + q) * t_size * t_size * n1p
-        b1 = geo.b1[rc * geo.n_col_classes + q]
-        m1 = geo.m1[rc * geo.n_col_classes + q]
-        cols = geo.col_span[q]
+        cls = rc * geo.n_col_classes + q
+        first, stop = step_first[cls], step_first[cls + 1]
+        b1 = geo.b1[cls]
+        m1 = geo.m1[cls]
         for j0 in range(0, geo.lr_w, PIXELS):
-            shift = j0 + geo.phase_col_base[q]
+            src = window + j0 + geo.phase_col_base[q]
             # conv2 and the products sum only over the channels that are non-zero somewhere
             # in the block (see the module docstring: sparse blocks).
             n_live1 = 0
             for cb in range(0, n1p, CHANNELS):
                 n_live1 = _conv1_block(
-                    lr, geo.lr_lo, geo.passes, row_off, shift, k1, kq + cb, t_size, n1p, rows,
-                    cols, net.pair1, b1, m1, f1, cb, live1, n_live1, net.neg_c1, net.live_c1,
+                    lr, lr_lo, passes, src, step_src, first, stop, k1, n1p, b1, m1, f1, cb,
+                    live1, n_live1, neg_c1, live_c1,
                 )  # fmt: skip
             n_live2 = 0
             for cb in range(0, n2p, CHANNELS):
                 n_live2 = _dot_block(
-                    f1, net.w2_fast, live1, n_live1, n2p, cb, net.b2, net.s2, True, f2, live2,
-                    n_live2, net.neg_c2, net.live_c2,
+                    f1, w2, live1, n_live1, n2p, cb, b2, s2, True, f2, live2, n_live2, neg_c2,
+                    live_c2,
                 )  # fmt: skip
-            blocked = nk - nk % CHANNELS
             for cb in range(0, blocked, CHANNELS):
                 _dot_block(
-                    f2, net.w3_fast, live2, n_live2, nkp, cb, net.b2, net.s2, False, g, live2,
-                    0, net.neg_c2, net.live_c2,
+                    f2, w3, live2, n_live2, nkp, cb, b2, s2, False, g, live2, 0, neg_c2,
+                    live_c2,
                 )  # fmt: skip
             for k in range(blocked, nk):
-                _tap_block(f2, net.w3_fast, live2, n_live2, nkp, k, g)
+                _tap_block(f2, w3, live2, n_live2, nkp, k, g)
             counts[0] += 1
             counts[1] += n_live1
             counts[2] += n_live2
@@ -590,7 +617,7 @@ def _g_row(y, net, geo, ring, slot, scratch):
             ring[((slot * nk + k) * scale + q) * ring_plane + ring_pad + j] = pixg[k]
 
 
-@njit(cache=True)
+@njit(**ROW_KERNEL)
 def _fill_halo(ring, slot, nk, scale, ring_plane, ring_pad, n_hr, r3):
     """HR columns -r3..-1 and n_hr..n_hr+r3-1 of a ring row: copies of the edge columns
     (conv2's edge-replicate padding for conv3; g is a function of each pixel's f2)."""
@@ -606,7 +633,7 @@ def _fill_halo(ring, slot, nk, scale, ring_plane, ring_pad, n_hr, r3):
             ring[(plane0 + q) * ring_plane + ring_pad + j] = last
 
 
-@njit(cache=True)
+@njit(**ROW_KERNEL)
 def _conv3_row(y, net, geo, ring, row, slot_offs, out):
     """conv3 of HR row ``y`` into ``out[y]``: the sum of tap k's product g_k at the pixel that
     tap reads (rows clamped and halo columns copied: edge replicate), k in row-major order.
@@ -667,14 +694,16 @@ def _forward(net, geo, scratch, out):
             _conv3_row(y, net, geo, ring, scratch.rows[band], scratch.slot_offs[band], out)
 
 
-@njit(cache=True)
-def _pad_lr(luma, lr, lr_stride, lr_pad):
-    """Copy the LR plane into ``lr`` with ``lr_pad`` edge-replicated columns each side."""
+@njit(parallel=True, cache=True)
+def _pad_lr(luma, lr, lr_stride, lr_pad, row_pad):
+    """Copy the LR plane into ``lr`` with ``lr_pad`` edge-replicated columns each side and
+    ``row_pad`` edge-replicated rows above and below."""
     h, w = luma.shape
-    for r in range(h):
+    for r in prange(h + 2 * row_pad):
         base = r * lr_stride
+        row = min(max(r - row_pad, 0), h - 1)
         for c in range(lr_stride):
-            lr[base + c] = luma[r, min(max(c - lr_pad, 0), w - 1)]
+            lr[base + c] = luma[row, min(max(c - lr_pad, 0), w - 1)]
 
 
 @njit(cache=True)
@@ -695,28 +724,62 @@ def _centre_and_pair(lr, pairs, centre):
     pairs[n - 1] = bits[n - 1] >> 16
 
 
-@njit(cache=True)
-def _quantise_and_quad(lr, quads, quads_lo, passes):
-    """int8 input of conv1 (see ``int8.py``): ``lr`` becomes round(top * lr) clamped to
-    0..top, top = 255 (8-bit input, ``passes`` = 1) or 255 * 256 (16-bit, 2), ties to even,
-    the product in float64 as ``int8.quantise_input``; ``quads[i]`` holds the bytes (lr[i],
-    lr[i + 1], lr[i + 2], lr[i + 3]), the lowest first (0 past the end): of the high bytes
-    with a 16-bit input, whose low bytes go to ``quads_lo``."""
+@njit(parallel=True, cache=True)
+def _quantise_and_quad(lr, quads, quads_lo, passes, stride):
+    """int8 input of conv1 (see ``int8.py``): ``lr`` (rows of ``stride``) becomes round(top *
+    lr) clamped to 0..top, top = 255 (8-bit input, ``passes`` = 1) or 255 * 256 (16-bit, 2),
+    ties to even, the product in float64 as ``int8.quantise_input``; ``quads`` gets its
+    lanes (:func:`_quad_planes`) of the high bytes with a 16-bit input, whose low bytes go to
+    ``quads_lo``. Rows in parallel."""
     n = lr.size
+    rows = n // stride
+    reach = 3 * stride + 4  # the furthest a lane reads (conv1_steps.REACH rows down)
+    high = np.zeros(n + reach, np.uint8)  # 0 past the end
+    low = np.zeros(n + reach if passes == 2 else 0, np.uint8)
     top = 255.0 if passes == 1 else 255.0 * 256.0
-    for i in range(n):
-        lr[i] = min(max(np.rint(np.float64(lr[i]) * top), 0.0), top)
     shift = 0 if passes == 1 else 8
-    for i in range(n):
-        quad = 0
-        low = 0
-        for k in range(min(4, n - i)):
-            value = np.int32(lr[i + k])
-            quad |= ((value >> shift) & 0xFF) << (8 * k)
-            low |= (value & 0xFF) << (8 * k)
-        quads[i] = quad
+    for r in prange(rows):
+        for i in range(r * stride, (r + 1) * stride):
+            value = min(max(np.rint(np.float64(lr[i]) * top), 0.0), top)
+            lr[i] = value
+            high[i] = np.uint8(np.int32(value) >> shift)
+            if passes == 2:
+                low[i] = np.uint8(np.int32(value) & 0xFF)
+    planes = quads.size // n
+    for r in prange(rows):
+        _quad_planes(high, quads, planes, n, stride, r)
         if passes == 2:
-            quads_lo[i] = low
+            _quad_planes(low, quads_lo, planes, n, stride, r)
+
+
+@njit(cache=True, inline="always")
+def _quad_planes(values, quads, planes, n, stride, r):
+    """Row ``r`` of each plane of int8 lanes (``conv1_steps``'s shapes, written out: LLVM
+    vectorises constant offsets, not offsets read from an array, 10x slower): at i, plane 0
+    (ROW) holds the bytes values[i + (0, 1, 2, 3)], plane 1 (COLUMN) values[i + (0, 1, 2, 3)
+    * stride], plane 2 (SQUARE) values[i + (0, 1, stride, stride + 1)], the first in the
+    lowest byte. ``values`` runs at least 3 rows and 4 values past the last lane."""
+    start = r * stride
+    v = values[start : start + 4 * stride + 4]  # (slices of the row: vectorised, 14x faster)
+    row = quads[start : start + stride]
+    for i in range(stride):
+        row[i] = _bytes(v[i], v[i + 1], v[i + 2], v[i + 3])
+    if planes > 1:
+        column = quads[n + start : n + start + stride]
+        for i in range(stride):
+            column[i] = _bytes(v[i], v[i + stride], v[i + 2 * stride], v[i + 3 * stride])
+    if planes > 2:
+        square = quads[2 * n + start : 2 * n + start + stride]
+        for i in range(stride):
+            square[i] = _bytes(v[i], v[i + 1], v[i + stride], v[i + stride + 1])
+
+
+@njit(cache=True, inline="always")
+def _bytes(a, b, c, d):
+    """Four bytes as one int32 lane, a in the lowest."""
+    return np.int32(
+        np.uint32(a) | (np.uint32(b) << 8) | (np.uint32(c) << 16) | (np.uint32(d) << 24)
+    )
 
 
 cache_restore(_saved_cache_dir)
@@ -955,31 +1018,54 @@ class CpuBackend:
             m1 = m1 / np.float32(2 ** (self._int8.input_bits - 8))
         # int8 with a 16-bit input: two passes over conv1 (high bytes, then low bytes).
         passes = 2 if self._int8 is not None and self._int8.input_bits == 16 else 1
-        lr_fast = {1: None, 2: np.uint32, 4: np.int32}[net.pair1]
-        k1_fast = {1: k1, 2: _pairs(k1, 3), 4: _quads(k1, 3)}[net.pair1]
         width_blocks = round_up(w, PIXELS)
         lr_pad = t + 2
         lr_stride = lr_pad + width_blocks + t + PIXELS + 2
+        # Rows enough for every window of the main pass, unclamped, and its steps' reach.
+        row_pad = max(0, -int(rows.base.min()), int(rows.base.max()) + t + REACH - h)
+        plane = (h + 2 * row_pad) * lr_stride
+        # conv1's steps (conv1_steps) for the main pass's classes: the interior column phases.
+        plans = [
+            plan(tuple(rows.spans[rc]), tuple(cols.spans[cc]), net.pair1) if cc < s else []
+            for rc in range(k1.shape[0])
+            for cc in range(k1.shape[1])
+        ]
+        steps = [step for steps in plans for step in steps]
+        lanes = np.concatenate(
+            [
+                step_weights(k1[rc, cc], plans[rc * k1.shape[1] + cc], net.pair1)
+                for rc in range(k1.shape[0])
+                for cc in range(k1.shape[1])
+            ]
+        )  # (steps, pack, n1p)
+        if net.pair1 > 1:  # each step's values as one lane: a bf16 pair or an int8 quad
+            lanes = (_pairs if net.pair1 == 2 else _quads)(lanes, 1)
+        k1_steps = lanes[:, 0]
+        planes = planes_needed(plans)
+        lr_fast = {1: None, 2: np.uint32, 4: np.int32}[net.pair1]
         r3 = (arch.f3 - 1) // 2
         ring_pad = r3 // s + 2
         ring_plane = ring_pad + width_blocks + ring_pad + W
         bands = max(1, min(self.threads, h * s))
-        lr = np.empty(h * lr_stride, np.float32)
+        lr = np.empty(plane, np.float32)
         geometry = _Geometry(
             lr=lr,
             lr_stride=lr_stride,
             lr_pad=lr_pad,
+            row_pad=row_pad,
             lr_h=h,
             lr_w=w,
             scale=s,
             k1=k1.reshape(-1),
             b1=np.ascontiguousarray(b1.reshape(classes, net.n1p), np.float32),
             m1=np.ascontiguousarray(m1.reshape(classes, net.n1p), np.float32),
-            lr_fast=lr if lr_fast is None else np.empty(h * lr_stride, lr_fast),
+            lr_fast=lr if lr_fast is None else np.empty(planes * plane, lr_fast),
             passes=passes,
             # (the type of lr_fast in every precision: one kernel signature)
-            lr_lo=np.empty(h * lr_stride if passes == 2 else 1, lr_fast or np.float32),
-            k1_fast=k1_fast.reshape(-1),
+            lr_lo=np.empty(planes * plane if passes == 2 else 1, lr_fast or np.float32),
+            step_first=np.cumsum([0] + [len(p) for p in plans]).astype(np.int64),
+            step_src=step_offsets(steps, lr_stride, plane),
+            k1_steps=np.ascontiguousarray(k1_steps).reshape(-1),
             n_col_classes=k1.shape[1],
             row_class=rows.classes,
             row_base=rows.base,
@@ -1027,11 +1113,17 @@ class CpuBackend:
         out = np.empty((h * self.scale, w * self.scale), np.float32)
         with KERNEL_LOCK:
             geometry, scratch = self._plan(h, w)
-            _pad_lr(luma, geometry.lr, geometry.lr_stride, geometry.lr_pad)
+            _pad_lr(luma, geometry.lr, geometry.lr_stride, geometry.lr_pad, geometry.row_pad)
             if self.net.pair1 == 2:
                 _centre_and_pair(geometry.lr, geometry.lr_fast, np.float32(CENTRE))
             elif self.net.pair1 == 4:
-                _quantise_and_quad(geometry.lr, geometry.lr_fast, geometry.lr_lo, geometry.passes)
+                _quantise_and_quad(
+                    geometry.lr,
+                    geometry.lr_fast,
+                    geometry.lr_lo,
+                    geometry.passes,
+                    geometry.lr_stride,
+                )
             scratch.counts[:] = 0
             _forward(self.net, geometry, scratch, out)
             blocks, live1, live2 = scratch.counts.sum(axis=0).tolist()
