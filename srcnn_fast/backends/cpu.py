@@ -109,7 +109,6 @@ from .simd import (
     vbroadcast,
     vbroadcast_at,
     vdequant,
-    vfloat,
     vfma,
     vload,
     vmax,
@@ -226,7 +225,6 @@ class _Scratch(NamedTuple):
     rings: np.ndarray  # [band][f3 rows][nk taps][scale planes][ring_plane]
     f1s: np.ndarray  # [band][n1p / pair][PIXELS]: float32, or uint32 bf16 channel pairs
     f2s: np.ndarray
-    gs: np.ndarray
     row_offs: np.ndarray
     pix1s: np.ndarray
     pix2s: np.ndarray
@@ -241,7 +239,6 @@ class _Scratch(NamedTuple):
 class _BandScratch(NamedTuple):
     f1: np.ndarray
     f2: np.ndarray
-    g: np.ndarray
     row_off: np.ndarray
     pix1: np.ndarray
     pix2: np.ndarray
@@ -336,11 +333,11 @@ _zero_block, _fma_block, _shift_block = (
 )
 
 
-def _store_block(out, cb, acc, bias, scale, relu, live, count, neg_centre, live_floor):
+def _store_block(out, cb, acc, bias, scale, live, count, neg_centre, live_floor):
     """Channels cb..cb+CHANNELS-1 of the block into ``out`` ([channel][PIXELS]).
 
-    With ``relu``, stored as max(acc + bias, 0) (the layer's bias and ReLU, applied on the
-    way out; an int32 accumulator is first taken to float32 as acc * scale + bias), and each
+    Stored as max(acc + bias, 0) (the layer's bias and ReLU, applied on the way out; an
+    int32 accumulator is first taken to float32 as acc * scale + bias), and each
     channel that is non-zero on some pixel of the block is appended to ``live`` (from index
     ``count``; returns the new count): the next layer sums over those
     only (see "sparse blocks" in the module docstring). One compare per channel, no branch.
@@ -353,13 +350,13 @@ def _store_block(out, cb, acc, bias, scale, relu, live, count, neg_centre, live_
 
 
 @overload(_store_block)
-def _store_block_for(out, cb, acc, bias, scale, relu, live, count, neg_centre, live_floor):
+def _store_block_for(out, cb, acc, bias, scale, live, count, neg_centre, live_floor):
     if out.dtype == numba.types.int32:
         return _store_quads
     return _store_pairs if out.dtype == numba.types.uint32 else _store_floats
 
 
-def _store_quads(out, cb, acc, bias, scale, relu, live, count, neg_centre, live_floor):
+def _store_quads(out, cb, acc, bias, scale, live, count, neg_centre, live_floor):
     """:func:`_store_block` into uint8 quads of channels cb + c .. cb + c + 3: each
     round(acc * scale + bias) clamped to 0..255 (the clamp at 0 is the ReLU); ``live`` gets
     the quads with a non-zero value. (int8: ``scale`` and ``bias`` are the requantisation of
@@ -391,7 +388,7 @@ def _store_quads(out, cb, acc, bias, scale, relu, live, count, neg_centre, live_
     return count
 
 
-def _store_pairs(out, cb, acc, bias, scale, relu, live, count, neg_centre, live_floor):
+def _store_pairs(out, cb, acc, bias, scale, live, count, neg_centre, live_floor):
     """:func:`_store_block` into bf16 pairs of channels (cb + c, cb + c + 1); always ReLU."""
     for c in range(0, CHANNELS, 2):
         b0 = vbroadcast_at(bias, cb + c)
@@ -411,23 +408,18 @@ def _store_pairs(out, cb, acc, bias, scale, relu, live, count, neg_centre, live_
     return count
 
 
-def _store_floats(out, cb, acc, bias, scale, relu, live, count, neg_centre, live_floor):
+def _store_floats(out, cb, acc, bias, scale, live, count, neg_centre, live_floor):
     """:func:`_store_block` into float32 channels."""
     for c in range(CHANNELS):
-        if relu:
-            b = vbroadcast_at(bias, cb + c)
-            m = vbroadcast_at(scale, cb + c)
+        b = vbroadcast_at(bias, cb + c)
+        m = vbroadcast_at(scale, cb + c)
         peak = vzero()
         for v in range(VECTORS):
-            if relu:
-                value = vrelu(vdequant(acc[v * CHANNELS + c], m, b))
-                peak = vmax(peak, value)
-                vstore(out, (cb + c) * PIXELS + v * W, value)
-            else:
-                vstore(out, (cb + c) * PIXELS + v * W, vfloat(acc[v * CHANNELS + c]))
-        if relu:
-            live[count] = cb + c  # kept only if it counts: no branch to mispredict
-            count += vany_positive(peak)
+            value = vrelu(vdequant(acc[v * CHANNELS + c], m, b))
+            peak = vmax(peak, value)
+            vstore(out, (cb + c) * PIXELS + v * W, value)
+        live[count] = cb + c  # kept only if it counts: no branch to mispredict
+        count += vany_positive(peak)
     return count
 
 
@@ -450,7 +442,7 @@ def _conv1_block(
     acc = _conv1_sums(lr, src, step_src, first, stop, k1, n1p, cb, _zero_block(lr))
     if passes == 2:
         acc = _conv1_sums(lr_lo, src, step_src, first, stop, k1, n1p, cb, _shift_block(acc))
-    return _store_block(out, cb, acc, b1, m1, True, live, n, neg_centre, live_floor)
+    return _store_block(out, cb, acc, b1, m1, live, n, neg_centre, live_floor)
 
 
 @njit(cache=True, inline="always")
@@ -464,27 +456,38 @@ def _conv1_sums(x, src, step_src, first, stop, k1, n1p, cb, acc):
 
 
 @njit(cache=True, inline="always")
-def _dot_block(
-    x, w, inputs, n_in, n_out, cb, bias, scale, relu, out, live, n, neg_centre, live_floor
-):
+def _dot_block(x, w, inputs, n_in, n_out, cb, bias, scale, out, live, n, neg_centre, live_floor):
     """A 1x1 layer for PIXELS pixels and the CHANNELS outputs from ``cb``, summed over the
-    input channels ``inputs[:n_in]`` of ``x`` ([channel][PIXELS]); then bias + ReLU if ``relu``.
+    input channels ``inputs[:n_in]`` of ``x`` ([channel][PIXELS]); then bias + ReLU.
 
-    conv2 (``w`` = [n1p][n2p]), and conv3's per-pixel products (``w`` = the [n2p][nkp] tap
-    matrix, CHANNELS taps at a time, no bias or ReLU). Inputs that are zero on every pixel of the
-    block are left out of ``inputs``: they would add exactly nothing. With ``relu``, the
-    outputs that are non-zero somewhere go to ``live[n:]``; returns the new count.
-    (``neg_centre``, ``live_floor``: :func:`_store_block`.)
+    conv2 (``w`` = [n1p][n2p]). Inputs that are zero on every pixel of the block are left out
+    of ``inputs``: they would add exactly nothing. The outputs that are non-zero somewhere go
+    to ``live[n:]``; returns the new count. (``neg_centre``, ``live_floor``:
+    :func:`_store_block`.)
     """
     acc = _zero_block(x)
     for idx in range(n_in):
         i = inputs[idx]
         acc = _fma_block(x, i * PIXELS, w, i * n_out + cb, acc)
-    return _store_block(out, cb, acc, bias, scale, relu, live, n, neg_centre, live_floor)
+    return _store_block(out, cb, acc, bias, scale, live, n, neg_centre, live_floor)
 
 
 @njit(cache=True, inline="always")
-def _tap_block(f2, w3, inputs, n_in, nkp, k, out):
+def _products_block(f2, w3, inputs, n_in, nkp, cb, ring, base, stride):
+    """conv3's products of CHANNELS taps from ``cb`` (``w3``: the [n2p][nkp] tap matrix) for
+    PIXELS pixels, summed over the channels ``inputs[:n_in]`` of ``f2`` (as in
+    :func:`_dot_block`), straight into the ring: tap k at ``ring[base + k * stride:]``."""
+    acc = _zero_block(f2)
+    for idx in range(n_in):
+        i = inputs[idx]
+        acc = _fma_block(f2, i * PIXELS, w3, i * nkp + cb, acc)
+    for c in range(CHANNELS):
+        for v in range(VECTORS):
+            vstore(ring, base + (cb + c) * stride + v * W, acc[v * CHANNELS + c])
+
+
+@njit(cache=True, inline="always")
+def _tap_block(f2, w3, inputs, n_in, nkp, k, ring, base, stride):
     """conv3's product for one tap ``k`` and the block's PIXELS pixels: the tap left over
     after blocks of CHANNELS (25 = 3 x 8 + 1, or 6 x 4 + 1), over the channels
     ``inputs[:n_in]``. One chain per pixel vector, in channel order: splitting the sum over
@@ -499,8 +502,8 @@ def _tap_block(f2, w3, inputs, n_in, nkp, k, out):
         w = vbroadcast_at(w3, c * nkp + k)
         a = vfma(vload(f2, c * PIXELS), w, a)
         b = vfma(vload(f2, c * PIXELS + W), w, b)
-    vstore(out, k * PIXELS, a)
-    vstore(out, k * PIXELS + W, b)
+    vstore(ring, base + k * stride, a)
+    vstore(ring, base + k * stride + W, b)
 
 
 #: The row kernels allocate nothing and only borrow arrays that ``_forward``'s caller holds, so
@@ -520,7 +523,7 @@ def _g_row(y, net, geo, ring, slot, scratch):
     """
     t_size, n1p, n2p, nk, nkp, scale = net.t_size, net.n1p, net.n2p, net.nk, net.nkp, geo.scale
     lr, k1, row_off = geo.lr_fast, geo.k1_steps, scratch.row_off
-    f1, f2, g = scratch.f1, scratch.f2, scratch.g
+    f1, f2 = scratch.f1, scratch.f2
     pix1, pix2, pixg = scratch.pix1, scratch.pix2, scratch.pixg
     live1, live2, counts = scratch.live1, scratch.live2, scratch.counts
     ring_plane, ring_pad = geo.ring_plane, geo.ring_pad
@@ -539,6 +542,7 @@ def _g_row(y, net, geo, ring, slot, scratch):
     w2, b2, s2, w3 = net.w2_fast, net.b2, net.s2, net.w3_fast
     neg_c1, live_c1, neg_c2, live_c2 = net.neg_c1, net.live_c1, net.neg_c2, net.live_c2
     blocked = nk - nk % CHANNELS
+    tap_stride = scale * ring_plane  # from one tap's products to the next in a ring slot
     # Main pass: every column as if interior, PIXELS pixels of one phase at a time.
     for q in range(scale):
         cls = rc * geo.n_col_classes + q
@@ -558,23 +562,18 @@ def _g_row(y, net, geo, ring, slot, scratch):
             n_live2 = 0
             for cb in range(0, n2p, CHANNELS):
                 n_live2 = _dot_block(
-                    f1, w2, live1, n_live1, n2p, cb, b2, s2, True, f2, live2, n_live2, neg_c2,
-                    live_c2,
-                )  # fmt: skip
+                    f1, w2, live1, n_live1, n2p, cb, b2, s2, f2, live2, n_live2, neg_c2, live_c2
+                )
+            # The products go straight into the ring: tap k of this block's pixels at
+            # ring[base + k * tap_stride:] (a copy through a scratch block cost ~4%).
+            base = (slot * nk * scale + q) * ring_plane + ring_pad + j0
             for cb in range(0, blocked, CHANNELS):
-                _dot_block(
-                    f2, w3, live2, n_live2, nkp, cb, b2, s2, False, g, live2, 0, neg_c2,
-                    live_c2,
-                )  # fmt: skip
+                _products_block(f2, w3, live2, n_live2, nkp, cb, ring, base, tap_stride)
             for k in range(blocked, nk):
-                _tap_block(f2, w3, live2, n_live2, nkp, k, g)
+                _tap_block(f2, w3, live2, n_live2, nkp, k, ring, base, tap_stride)
             counts[0] += 1
             counts[1] += n_live1
             counts[2] += n_live2
-            for k in range(nk):
-                dst = ((slot * nk + k) * scale + q) * ring_plane + ring_pad + j0
-                for v in range(VECTORS):
-                    vstore(ring, dst + v * W, vload(g, k * PIXELS + v * W))
     # Border columns: their own folded filters; one pixel at a time, vectorised over channels.
     # In bf16 the arrays hold the rounded values and conv1's and conv2's outputs are centred
     # and rounded here where the main pass stores them as bf16: the same arithmetic in float32.
@@ -678,7 +677,7 @@ def _forward(net, geo, scratch, out):
         if y0 >= y1:
             continue
         mine = _BandScratch(
-            scratch.f1s[band], scratch.f2s[band], scratch.gs[band], scratch.row_offs[band],
+            scratch.f1s[band], scratch.f2s[band], scratch.row_offs[band],
             scratch.pix1s[band], scratch.pix2s[band], scratch.pixgs[band],
             scratch.live1s[band], scratch.live2s[band], scratch.counts[band],
         )  # fmt: skip
@@ -1083,7 +1082,6 @@ class CpuBackend:
             rings=np.zeros((bands, arch.f3 * net.nk * s * ring_plane), np.float32),
             f1s=np.zeros((bands, net.n1p * PIXELS // net.pair2), _DTYPES[net.pair2]),
             f2s=np.zeros((bands, net.n2p * PIXELS // net.pair3), _DTYPES[net.pair3]),
-            gs=np.zeros((bands, net.nkp * PIXELS), np.float32),
             row_offs=np.zeros((bands, t), np.int64),
             pix1s=np.zeros((bands, net.n1p), np.float32),
             pix2s=np.zeros((bands, net.n2p), np.float32),

@@ -318,16 +318,6 @@ def vdequant(typingctx, acc, scale, offset):
     return vector_type(acc, vector_type, vector_type), codegen
 
 
-@intrinsic
-def vfloat(typingctx, acc):
-    """An accumulator as float32 lanes: converted from int32, or as it is."""
-    if isinstance(acc, IntVector):
-        return vector_type(acc), lambda context, builder, sig, args: builder.sitofp(
-            args[0], _LLVM_VECTOR
-        )
-    return vector_type(acc), lambda context, builder, sig, args: args[0]
-
-
 #: By vector bits: LLVM's x86 intrinsics for int32 -> int16 and int16 -> uint8 saturating
 #: packs and the byte shuffle (each works within 128-bit lanes at every width).
 _PACKS = {
