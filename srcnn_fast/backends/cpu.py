@@ -66,6 +66,14 @@ with a non-zero centre is always listed as live, since its centred zeros are not
 rounding points and a NumPy emulation of them: ``srcnn_fast.backends.bf16``. Border columns
 use the same rounded values in float32.
 
+conv1's steps
+-------------
+conv1 reads its window as a list of steps (``conv1_steps``), each one multiply-add of a pixel
+vector by a broadcast weight lane: one tap (float32), a pair of taps in a row (bf16) or, in
+int8, a quad of taps in a row, a column or a 2 x 2 square, read from the matching packed copy
+of the LR plane. The LR plane is padded with edge rows, so a window is a single index and a
+step an offset from it.
+
 Border columns (HR X < r1 or X >= sW - r1) have their own folded filters (conv1's edge-
 replicate padding); they are recomputed per pixel, vectorised over channels, after the main
 pass. Border *rows* need nothing special: a whole row shares its row class.
