@@ -573,7 +573,7 @@ def _g_row(y, net, geo, ring, slot, scratch):
                     f1, w2, live1, n_live1, n2p, cb, b2, s2, f2, live2, n_live2, neg_c2, live_c2
                 )
             # The products go straight into the ring: tap k of this block's pixels at
-            # ring[base + k * tap_stride:] (a copy through a scratch block cost ~4%).
+            # ring[base + k * tap_stride:] (a copy through a scratch block cost ~1%).
             base = (slot * nk * scale + q) * ring_plane + ring_pad + j0
             for cb in range(0, blocked, CHANNELS):
                 _products_block(f2, w3, live2, n_live2, nkp, cb, ring, base, tap_stride)
