@@ -17,7 +17,6 @@ each row in a block of its own, so a disturbance lands on one row only.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -26,22 +25,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
-from conftest import make_lr_plane  # noqa: E402
+from conftest import machine, make_lr_plane  # noqa: E402
 
 from srcnn_fast.backends import create_backend  # noqa: E402
 from srcnn_fast.infer import shipped_weights_path  # noqa: E402
 from srcnn_fast.model import SRCNNWeights  # noqa: E402
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else the platform's."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def interleaved(calls: dict[str, object], seconds: float) -> dict[str, list[float]]:
@@ -75,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         call()
         call()
     times = interleaved(calls, args.seconds)
-    print(f"{cpu_name()}, {width}x{height} x{args.scale}, {len(next(iter(times.values())))} rounds")
+    cpu = machine()  # "AMD EPYC" alone does not say which Zen: family and model too
+    rounds = len(next(iter(times.values())))
+    print(
+        f"{cpu['cpu']} (family {cpu['family']}, model {cpu['model']}), {width}x{height} "
+        f"x{args.scale}, {rounds} rounds"
+    )
     first = next(iter(times))
     for name, values in times.items():
         ratio = statistics.median(a / b for a, b in zip(values, times[first], strict=True))

@@ -81,6 +81,4 @@ def step_weights(window: np.ndarray, steps: list[tuple[int, int, int]], pack: in
 
 def step_offsets(steps: list[tuple[int, int, int]], stride: int, plane_size: int) -> np.ndarray:
     """Each step's index in the packed input, relative to the window's first LR pixel."""
-    return np.array(
-        [shape * plane_size + ti * stride + tj for shape, ti, tj in steps], np.int64
-    ).reshape(-1)
+    return np.array([shape * plane_size + ti * stride + tj for shape, ti, tj in steps], np.int64)

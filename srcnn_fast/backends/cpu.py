@@ -473,11 +473,19 @@ def _dot_block(x, w, inputs, n_in, n_out, cb, bias, scale, out, live, n, neg_cen
     to ``live[n:]``; returns the new count. (``neg_centre``, ``live_floor``:
     :func:`_store_block`.)
     """
+    acc = _sum_over_inputs(x, w, inputs, n_in, n_out, cb)
+    return _store_block(out, cb, acc, bias, scale, live, n, neg_centre, live_floor)
+
+
+@njit(cache=True, inline="always")
+def _sum_over_inputs(x, w, inputs, n_in, n_out, cb):
+    """The block's accumulators of a 1x1 layer's CHANNELS outputs from ``cb`` (``w``: [input]
+    [n_out]), summed over the input channels ``inputs[:n_in]`` of ``x`` ([channel][PIXELS])."""
     acc = _zero_block(x)
     for idx in range(n_in):
         i = inputs[idx]
         acc = _fma_block(x, i * PIXELS, w, i * n_out + cb, acc)
-    return _store_block(out, cb, acc, bias, scale, live, n, neg_centre, live_floor)
+    return acc
 
 
 @njit(cache=True, inline="always")
@@ -485,10 +493,7 @@ def _products_block(f2, w3, inputs, n_in, nkp, cb, ring, base, stride):
     """conv3's products of CHANNELS taps from ``cb`` (``w3``: the [n2p][nkp] tap matrix) for
     PIXELS pixels, summed over the channels ``inputs[:n_in]`` of ``f2`` (as in
     :func:`_dot_block`), straight into the ring: tap k at ``ring[base + k * stride:]``."""
-    acc = _zero_block(f2)
-    for idx in range(n_in):
-        i = inputs[idx]
-        acc = _fma_block(f2, i * PIXELS, w3, i * nkp + cb, acc)
+    acc = _sum_over_inputs(f2, w3, inputs, n_in, nkp, cb)
     for c in range(CHANNELS):
         for v in range(VECTORS):
             vstore(ring, base + (cb + c) * stride + v * W, acc[v * CHANNELS + c])
@@ -740,7 +745,7 @@ def _quantise_and_quad(lr, quads, quads_lo, passes, stride):
     ``quads_lo``. Rows in parallel."""
     n = lr.size
     rows = n // stride
-    reach = 3 * stride + 4  # the furthest a lane reads (conv1_steps.REACH rows down)
+    reach = REACH * stride + 4  # the furthest a lane reads: REACH rows down, one quad right
     high = np.zeros(n + reach, np.uint8)  # 0 past the end
     low = np.zeros(n + reach if passes == 2 else 0, np.uint8)
     top = 255.0 if passes == 1 else 255.0 * 256.0
@@ -1032,18 +1037,14 @@ class CpuBackend:
         row_pad = max(0, -int(rows.base.min()), int(rows.base.max()) + t + REACH - h)
         plane = (h + 2 * row_pad) * lr_stride
         # conv1's steps (conv1_steps) for the main pass's classes: the interior column phases.
+        rc_cc = [(rc, cc) for rc in range(k1.shape[0]) for cc in range(k1.shape[1])]
         plans = [
             plan(tuple(rows.spans[rc]), tuple(cols.spans[cc]), net.pair1) if cc < s else []
-            for rc in range(k1.shape[0])
-            for cc in range(k1.shape[1])
+            for rc, cc in rc_cc
         ]
         steps = [step for steps in plans for step in steps]
         lanes = np.concatenate(
-            [
-                step_weights(k1[rc, cc], plans[rc * k1.shape[1] + cc], net.pair1)
-                for rc in range(k1.shape[0])
-                for cc in range(k1.shape[1])
-            ]
+            [step_weights(k1[c], p, net.pair1) for c, p in zip(rc_cc, plans, strict=True)]
         )  # (steps, pack, n1p)
         if net.pair1 > 1:  # each step's values as one lane: a bf16 pair or an int8 quad
             lanes = (_pairs if net.pair1 == 2 else _quads)(lanes, 1)
