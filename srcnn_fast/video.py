@@ -41,7 +41,7 @@ from .segments import (
     plan_segments,
 )
 from .stage_cpu import STAGES, StageClock
-from .video_quantiser import first_frames_mean_qp
+from .video_quantiser import first_frames_mean_qp, side_data
 
 if TYPE_CHECKING:
     from .batch import Summary
@@ -516,9 +516,8 @@ def _configure_on_first_frame(video: _VideoOut, first: Any, layout: _Layout, fra
     stream.width, stream.height = frame.width, frame.height
     if layout.full_range and int(stream.codec_context.color_range) == 0:
         stream.codec_context.color_range = 2
-    for side in first.side_data:
-        if "DISPLAYMATRIX" in str(side.type):
-            stream.set_display_matrix(np.frombuffer(bytes(side), "<i4").tolist())
+    for side in side_data(first, "DISPLAYMATRIX"):
+        stream.set_display_matrix(np.frombuffer(bytes(side), "<i4").tolist())
     return fmt
 
 

@@ -33,6 +33,16 @@ _DELTA_QP_FIELD = 4
 _TYPE_VP9, _TYPE_H264 = 0, 1  # AV_VIDEO_ENC_PARAMS_VP9, AV_VIDEO_ENC_PARAMS_H264
 
 
+def side_data(frame: Any, name: str) -> list[Any]:
+    """A PyAV frame's side-data entries of one type (``"DISPLAYMATRIX"``, ``"VIDEO_ENC_PARAMS"``).
+    Iterating ``frame.side_data`` gives the entries up to PyAV 18.1.0 (whose ``values()`` fails)
+    and the types from 18.1.1 (a mapping from type to entry), so an item without a ``type`` is
+    a key, looked up."""
+    container = getattr(frame, "side_data", ())
+    entries = (item if hasattr(item, "type") else container[item] for item in container)
+    return [side for side in entries if getattr(side.type, "name", "") == name]
+
+
 def frame_qp(frame: Any) -> float | None:
     """The mean quantiser of a decoded frame's blocks (a PyAV frame decoded with
     ``export_side_data=venc_params``): H.264's QP on the 8-bit scale, or VP9's q-index; None
@@ -40,9 +50,7 @@ def frame_qp(frame: Any) -> float | None:
     which carries an offset of 6 (b - 8) (10-bit CRF 18 read 38 against 26.7 at 8 bits); the
     thresholds were measured on 8-bit video, so the offset is taken off. VP9's q-index means
     the same at every depth."""
-    for side in getattr(frame, "side_data", ()):
-        if getattr(side.type, "name", "") != "VIDEO_ENC_PARAMS":
-            continue
+    for side in side_data(frame, "VIDEO_ENC_PARAMS"):
         data = bytes(side)
         if len(data) < _HEADER.size:
             return None

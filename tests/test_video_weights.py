@@ -17,7 +17,7 @@ from test_video import make_clip, read_clip, reference_planes
 
 from srcnn_fast import video_quantiser, weights_choice
 from srcnn_fast.infer import Upscaler, shipped_weights_path
-from srcnn_fast.video_quantiser import LOOKAHEAD_FRAMES, first_frames_mean_qp, frame_qp
+from srcnn_fast.video_quantiser import LOOKAHEAD_FRAMES, first_frames_mean_qp, frame_qp, side_data
 from srcnn_fast.weights_choice import qp_threshold
 
 av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
@@ -71,6 +71,24 @@ def test_frame_qp_parses_the_record() -> None:
     cut = enc_params(30, [4, 4])[:-8]  # blocks past the end: the picture QP alone
     assert frame_qp(_Frame([_Side(cut)])) == 30.0
     assert frame_qp(_Frame([])) is None
+
+
+class _SideMapping(dict):
+    """PyAV 18.1.1's side data: a mapping from each type to its entry (iterating gives types;
+    18.1.0's iterated as its entries, the list stand-in)."""
+
+
+def test_frame_qp_reads_side_data_as_a_mapping_too() -> None:
+    """PyAV 18.1.1 turned ``frame.side_data`` from a sequence of entries into a mapping: the
+    reader finds the record in both (with the mapping iterated as a sequence it met a type and
+    failed with "'Type' object has no attribute 'type'", CI's 31 failures)."""
+    record = _Side(enc_params(30, [2, -1, 5]))
+    other = _Side(b"x", name="SEI_UNREGISTERED")
+    frame = _Frame([])
+    frame.side_data = _SideMapping({other.type: other, record.type: record})
+    assert frame_qp(frame) == 32.0
+    assert side_data(frame, "SEI_UNREGISTERED") == [other]
+    assert side_data(_Frame([other, record]), "VIDEO_ENC_PARAMS") == [record]
 
 
 def decoded_qps(path: Path, export: bool = True) -> list[float | None]:
