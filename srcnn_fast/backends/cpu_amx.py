@@ -6,10 +6,11 @@ rows of products, conv3 as the sum of 25 shifted products; border columns on a p
 with the three matrix products of a block done by AMX tile multiply-adds:
 
 * ``precision="int8"``: conv1 and conv2 as ``tdpbsud`` (signed int8 weights x unsigned 8-bit
-  activations -> int32), with exactly :mod:`.int8`'s arithmetic; conv3's products as
+  activations -> int32), with :mod:`.int8`'s arithmetic as the VNNI kernel does it; conv3's
+  products as
   ``tdpbf16ps`` (conv2's output centred and rounded to bf16, as ``int8.emulate(...,
   conv3_bf16=True)``). A 16-bit input (``Int8Params.input_bits`` = 16) runs conv1 twice, on
-  planes of its high and of its low bytes (the sums combined exactly: high + low / 256);
+  planes of its high and of its low bytes (the sums combined exactly: high * 256 + low);
 * ``precision="bf16"``: all three layers as ``tdpbf16ps``, with exactly :mod:`.bf16`'s
   arithmetic with every layer in bf16 (``bf16.emulate(weights, luma)``: centred input, centred
   conv1 and conv2 outputs).
@@ -83,12 +84,20 @@ products   1 B + 2 A loads, 2 zero, 2 ``tdpbf16ps``, 2 stores  25 / 32 = 78%
 
 So int8 issues 6 ``tdpbsud`` + 2 ``tdpbf16ps`` = 8 tile products per 16 pixels (~128 TMUL
 cycles: 8 cycles per pixel, ~16 M cycles for a 1080p frame), bf16 14 ``tdpbf16ps`` (~14 cycles
-per pixel). Between them runs vector code per block: conv1's 1024 and conv2's 512 outputs
-rescaled, clamped or centred and packed into the next B tile (in float64, so that the roundings
-equal :mod:`.int8`'s and :mod:`.bf16`'s emulations exactly), which is likely the bound; the
-tile loads come from L1 (weights: 4 KB per class for int8 conv1, 2 + 2 KB conv2 and conv3).
-conv3's final sum (25 loads and adds per output) and the border columns (2 r1 per row, plain
-scalar code) are :mod:`.cpu`'s.
+per pixel). Between them runs vector code per block (:func:`_requant_quads`,
+:func:`_relu_pairs`): conv1's 1024 and conv2's 512 outputs rescaled (one float32 fma per 16
+values, the VNNI kernel's arithmetic), clamped or centred and packed into the next B tile
+(``vpack_u8``, ``vpack_bf16``), which is likely the bound; the tile loads come from L1
+(weights: 4 KB per class for int8 conv1, 2 + 2 KB conv2 and conv3). conv3's final sum (25
+loads and adds per output) is :mod:`.cpu`'s; the border columns (2 r1 per row) run on a
+plain path.
+
+What the tiles leave: with every tile op emulated as a no-op (nothing but the vector code,
+the border columns, conv3's sums and the input's packing), 640x360 -> 1920x1080 at x3 took
+~40-47 ms (int8) and ~38-42 ms (bf16) on a 2-core Zen 4, down from 147 and 99 ms with the
+rescaling in scalar float64 code and :func:`_block` called with reference counting (every
+array of the plan incremented and decremented per block). The block functions run without it
+(``cpu.ROW_KERNEL``), so the emulated ops allocate nothing.
 
 Emulation
 ---------
@@ -101,11 +110,12 @@ tiles of 16 x 64 bytes, their float64 accumulators and their configured shapes) 
 model of each instruction on the same bytes (shapes from the same configuration bytes, checked
 as the CPU requires, loads and stores bounds-checked). The emulated C accumulates in float64:
 
-* int8: conv1 and conv2 are then op for op :func:`.int8.emulate`'s arithmetic (exact integer
-  sums, the same float64 multiply-add rounded once to float32, the same bf16 rounding), so
-  every activation is bit-identical; the output differs by conv3's float32 rounding and sum
-  only (~1e-7). The AMX's int32 sums are exact too: on AMX only conv3's products (float32
-  accumulation in ``tdpbf16ps``) differ, by summation order;
+* int8: conv1 and conv2's integer sums are exact, as on AMX; the rescaling is one float32
+  fma where :func:`.int8.emulate` adds in float64 before rounding to float32, so a rare
+  activation within an ulp of a rounding boundary can round the other way (as in the VNNI
+  kernel; none seen on the test images); otherwise the output differs by conv3's float32
+  rounding and sum only (~1e-7). On AMX only conv3's products (float32 accumulation in
+  ``tdpbf16ps``) differ further, by summation order;
 * bf16: float summation order only (the C tiles start from the bias); on AMX the float32
   accumulation can flip a rare bf16 rounding of an activation.
 
@@ -146,8 +156,22 @@ from .amx import (
     tile_store,
     tile_zero,
 )
-from .cpu import _conv3_row, _fill_halo, _tap_offsets
+from .cpu import ROW_KERNEL, _conv3_row, _fill_halo, _tap_offsets
 from .numba_cache import KERNEL_LOCK, cache_here, cache_restore
+from .simd import (
+    W,
+    vadd,
+    vbroadcast,
+    vbroadcast_at,
+    vdequant,
+    vload,
+    vload_int,
+    vpack_bf16,
+    vpack_u8,
+    vrelu,
+    vshl8,
+    vstore,
+)
 
 #: ``tdpbsud``: ``tile_dpbsud(c, a, b)``: tile c (int32) += tile a (int8) @ tile b (uint8, VNNI
 #: quads): :data:`.amx.tile_dpbusd` with the signs swapped (AMX-INT8 as well).
@@ -361,10 +385,12 @@ def _emu_load(e, tile, array, index, stride):
 @njit(cache=True)
 def _emu_store(e, tile, array, index, stride):
     """``tilestored``: a C tile's values (int32 or float32, rounded once from the exact
-    accumulator) or a loaded tile's bytes, rows ``stride`` bytes apart (bounds checked)."""
+    accumulator, which become the register's bytes) or a loaded tile's bytes, rows ``stride``
+    bytes apart (bounds checked). (Nothing is allocated here, nor in the other ops: the
+    kernel that calls them runs without reference counting.)"""
     rows, colsb = _emu_shape(e, tile)
     kind = e[3][tile]
-    out = np.zeros(16 * 64, np.uint8)
+    out = e[0][tile]
     if kind == KIND_INT:
         ints = out.view(np.int32)
         for r in range(16):
@@ -375,8 +401,6 @@ def _emu_store(e, tile, array, index, stride):
         for r in range(16):
             for n in range(16):
                 floats[r * 16 + n] = np.float32(e[1][tile, r, n])
-    else:
-        out[:] = e[0][tile]
     data = array.view(np.uint8)
     start = index * array.itemsize
     if start < 0 or start + (rows - 1) * stride + colsb > data.size:
@@ -446,32 +470,21 @@ def _emu_dot(e, c, a, b, is_bf16):
         raise ValueError("tile product: accumulator of the other type")
     kind[c] = want
     n_cols = c_bytes // 4
-    if is_bf16:
-        a16 = tiles[a].view(np.uint16)
-        b16 = tiles[b].view(np.uint16)
-        av = np.empty((m_rows, a_bytes // 2))
-        for m in range(m_rows):
-            for k in range(a_bytes // 2):
-                av[m, k] = _bf16_value(a16[m * 32 + k])
-        bv = np.empty((a_bytes // 2, n_cols))
-        for k in range(a_bytes // 2):
-            for n in range(n_cols):
-                bv[k, n] = _bf16_value(b16[(k // 2) * 32 + n * 2 + k % 2])
-    else:
-        a8 = tiles[a].view(np.int8)
-        av = np.empty((m_rows, a_bytes))
-        for m in range(m_rows):
-            for k in range(a_bytes):
-                av[m, k] = a8[m * 64 + k]
-        bv = np.empty((a_bytes, n_cols))
-        for k in range(a_bytes):
-            for n in range(n_cols):
-                bv[k, n] = tiles[b, (k // 4) * 64 + n * 4 + k % 4]
+    a8, b8 = tiles[a].view(np.int8), tiles[b]
+    a16, b16 = tiles[a].view(np.uint16), tiles[b].view(np.uint16)
     for m in range(m_rows):
         for n in range(n_cols):
             total = 0.0
-            for k in range(av.shape[1]):
-                total += av[m, k] * bv[k, n]
+            if is_bf16:
+                for k in range(a_bytes // 2):
+                    total += _bf16_value(a16[m * 32 + k]) * _bf16_value(
+                        b16[(k // 2) * 32 + n * 2 + k % 2]
+                    )
+            else:
+                for k in range(a_bytes):
+                    total += np.float64(a8[m * 64 + k]) * np.float64(
+                        b8[(k // 4) * 64 + n * 4 + k % 4]
+                    )
             acc[c, m, n] += total
 
 
@@ -507,6 +520,10 @@ class _Plan(NamedTuple):
     b2: np.ndarray  # [32] conv2's bias (bf16: centred)
     c1: np.ndarray  # bf16: [64] conv1's output centres (int8: zeros)
     c2: np.ndarray  # [32] conv2's output centres (bf16 input of conv3)
+    neg_c1: np.ndarray  # -c1, -c2: what the vector code adds to centre
+    neg_c2: np.ndarray
+    one: np.ndarray  # [64] ones and zeros: the scale and offset of a float32 C tile
+    zero: np.ndarray
     # Border columns (plain code, float64): the folded conv1 (integers in int8), w2 (int8: w2q),
     # w3 (rounded to bf16), and conv1's input (int8: 0..255; bf16: centred and rounded).
     k1: np.ndarray  # [row class][column class][T][T][64]
@@ -556,7 +573,72 @@ def _requant(acc, m, o):
     return min(max(np.rint(np.float64(z)), 0.0), 255.0)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
+def _requant_quads(acc, passes, m1, o1, out):
+    """int8 conv1: the C tiles' int32 sums ``acc`` ([channel][PIXELS]; with a 16-bit input
+    the high bytes' sums, then the low bytes' from ``N1P * PIXELS``) to uint8 activations,
+    round(sum * m1 + o1) clamped to 0..255, as quads of channels per pixel in ``out``
+    ([quad][PIXELS]: conv2's B tile). The arithmetic of the VNNI kernel (``cpu``): the sum in
+    int32 (high * 256 + low), to float32, one fused multiply-add (``m1`` / 256 for a 16-bit
+    input, exact), rounded to the nearest integer, ties to even."""
+    unit = np.float32(1.0) if passes == 1 else np.float32(1.0 / 256.0)
+    for quad in range(N1P // 4):
+        c = 4 * quad
+        m = (vbroadcast(m1[c] * unit), vbroadcast(m1[c + 1] * unit),
+             vbroadcast(m1[c + 2] * unit), vbroadcast(m1[c + 3] * unit))  # fmt: skip
+        o = (vbroadcast_at(o1, c), vbroadcast_at(o1, c + 1),
+             vbroadcast_at(o1, c + 2), vbroadcast_at(o1, c + 3))  # fmt: skip
+        for v in range(0, PIXELS, W):
+            t = (_sum_at(acc, c * PIXELS + v, passes),
+                 _sum_at(acc, (c + 1) * PIXELS + v, passes),
+                 _sum_at(acc, (c + 2) * PIXELS + v, passes),
+                 _sum_at(acc, (c + 3) * PIXELS + v, passes))  # fmt: skip
+            quads = vpack_u8(
+                vdequant(t[0], m[0], o[0]), vdequant(t[1], m[1], o[1]),
+                vdequant(t[2], m[2], o[2]), vdequant(t[3], m[3], o[3]),
+            )  # fmt: skip
+            vstore(out, quad * PIXELS + v, quads)
+
+
+@njit(cache=True, inline="always")
+def _sum_at(acc, i, passes):
+    """conv1's int32 sums at ``acc[i:]``: with a 16-bit input high * 256 + low."""
+    total = vload_int(acc, i)
+    if passes == 2:
+        total = vadd(vshl8(total), vload_int(acc, N1P * PIXELS + i))
+    return total
+
+
+@njit(cache=True, inline="always")
+def _relu_pairs(acc, scale, offset, neg_centre, n, out):
+    """A C tile's ``n`` channels (``acc``: [channel][PIXELS], int32 sums or float32) to
+    max(acc * scale + offset, 0) (``vdequant``: one fused multiply-add for int32; float32 gets
+    ``offset`` added), centred (+ ``neg_centre``) and rounded to bf16, as pairs of channels
+    per pixel in ``out`` ([pair][PIXELS]: the next layer's B tile)."""
+    for pair in range(n // 2):
+        c = 2 * pair
+        s0, s1 = vbroadcast_at(scale, c), vbroadcast_at(scale, c + 1)
+        o0, o1 = vbroadcast_at(offset, c), vbroadcast_at(offset, c + 1)
+        n0, n1 = vbroadcast_at(neg_centre, c), vbroadcast_at(neg_centre, c + 1)
+        for v in range(0, PIXELS, W):
+            lo = vadd(vrelu(vdequant(_lanes_at(acc, c * PIXELS + v), s0, o0)), n0)
+            hi = vadd(vrelu(vdequant(_lanes_at(acc, (c + 1) * PIXELS + v), s1, o1)), n1)
+            vstore(out, pair * PIXELS + v, vpack_bf16(lo, hi))
+
+
+def _lanes_at(acc, i):
+    raise NotImplementedError("compiled only")
+
+
+@overload(_lanes_at, inline=_INLINE)
+def _lanes_at_for(acc, i):
+    """W lanes of a C tile: an int32 accumulator or float32 values."""
+    if acc.dtype == types.int32:
+        return lambda acc, i: vload_int(acc, i)
+    return lambda acc, i: vload(acc, i)
+
+
+@njit(**ROW_KERNEL)
 def _block(e, p, plane, plane_lo, cls, b_index, dst, acc, f1, f2, ring):
     """One block: 16 pixels of one phase (consecutive LR columns) through conv1, conv2 and
     conv3's products, the products stored into the ring from ring index ``dst`` (tap k at
@@ -584,17 +666,12 @@ def _block(e, p, plane, plane_lo, cls, b_index, dst, acc, f1, f2, ring):
                     _t_load(e, A_W, p.a1, a_index, 64)
                     _t_dpbsud(e, C_ODD, A_W, B_ACT)
                     _t_store(e, C_ODD, acc, (lo * 4 + g) * 1024, 64)
-        # Requantised into conv2's B: [channel quad][pixel][4 bytes]. The sum on the 0..255
-        # scale: the high bytes' sum plus the low bytes' / 256 (exact in float64).
-        m1 = p.m1[cls // p.scale, cls % p.scale]
-        o1 = p.o1[cls // p.scale, cls % p.scale]
-        for c in range(N1P):
-            row = (c >> 2) * 64 + (c & 3)
-            for px in range(PIXELS):
-                total = np.float64(acc_i[c * 16 + px])
-                if p.passes == 2:
-                    total += np.float64(acc_i[N1P * PIXELS + c * 16 + px]) * (1.0 / 256.0)
-                f1[row + px * 4] = np.uint8(_requant(total, m1[c], o1[c]))
+        # Requantised into conv2's B, [channel quad][pixel] quads of bytes, on the vector
+        # units: :func:`_requant_quads`.
+        _requant_quads(
+            acc_i, p.passes, p.m1[cls // p.scale, cls % p.scale],
+            p.o1[cls // p.scale, cls % p.scale], f1.view(np.int32),
+        )  # fmt: skip
         # conv2: 64 input channels = one K chunk, 2 groups of 16 outputs.
         _t_load(e, B_ACT, f1, 0, 64)
         _t_zero(e, C_EVEN)
@@ -627,13 +704,8 @@ def _block(e, p, plane, plane_lo, cls, b_index, dst, acc, f1, f2, ring):
                 _t_load(e, A_W, p.a1, a_index + 1024, 64)
                 _t_dpbf16ps(e, C_ODD, A_W, B_ACT)
                 _t_store(e, C_ODD, acc, g * 1024, 64)
-        # ReLU, centred, rounded to bf16: conv2's B, [channel pair][pixel][2].
-        f1_16 = f1.view(np.uint16)
-        for c in range(N1P):
-            row = (c >> 1) * 32 + (c & 1)
-            for px in range(PIXELS):
-                value = max(acc_f[c * 16 + px], np.float32(0.0)) - p.c1[c]
-                f1_16[row + px * 2] = _round_bf16(value)[1]
+        # ReLU, centred, rounded to bf16: conv2's B, [channel pair][pixel].
+        _relu_pairs(acc_f, p.one, p.zero, p.neg_c1, N1P, f1.view(np.uint32))
         # conv2: two K chunks (32 channels each), 2 groups of 16 outputs, C from the bias.
         _t_load(e, C_EVEN, p.bias2, 0, 64)
         _t_load(e, B_ACT, f1, 0, 64)
@@ -652,17 +724,11 @@ def _block(e, p, plane, plane_lo, cls, b_index, dst, acc, f1, f2, ring):
         _t_dpbf16ps(e, C_ODD, A_W, B_ACT)
         _t_store(e, C_ODD, acc, 1024, 64)
     # conv2's output: int8 rescaled (acc * s2 + b2), bias already in for bf16; ReLU, centred,
-    # rounded to bf16: conv3's B, [channel pair][pixel][2].
-    f2_16 = f2.view(np.uint16)
-    for c in range(N2P):
-        row = (c >> 1) * 32 + (c & 1)
-        for px in range(PIXELS):
-            if p.quantised:
-                z = np.float32(np.float64(acc_i[c * 16 + px]) * p.s2[c] + np.float64(p.b2[c]))
-            else:
-                z = acc_f[c * 16 + px]
-            value = max(z, np.float32(0.0)) - p.c2[c]
-            f2_16[row + px * 2] = _round_bf16(value)[1]
+    # rounded to bf16: conv3's B, [channel pair][pixel].
+    if p.quantised:
+        _relu_pairs(acc_i, p.s2, p.b2, p.neg_c2, N2P, f2.view(np.uint32))
+    else:
+        _relu_pairs(acc_f, p.one, p.zero, p.neg_c2, N2P, f2.view(np.uint32))
     # conv3's products: taps x pixels, straight into the ring (planes scale * ring_plane apart).
     ring_stride = p.scale * p.ring_plane * 4
     _t_load(e, B_ACT, f2, 0, 64)
@@ -677,7 +743,7 @@ def _block(e, p, plane, plane_lo, cls, b_index, dst, acc, f1, f2, ring):
         _t_store(e, C_TAPS2, ring, dst + 16 * p.scale * p.ring_plane, ring_stride)
 
 
-@njit(cache=True)
+@njit(**ROW_KERNEL)
 def _border_pixel(p, y, x, ring, slot, pix):
     """HR pixel (y, x) of a border column (its own folded filter): the same arithmetic as
     the tiles, one pixel in plain float64 code; its products into the ring."""
@@ -953,6 +1019,10 @@ class AmxBackend:
             b2=b2,
             c1=c1,
             c2=c2,
+            neg_c1=-c1,
+            neg_c2=-c2,
+            one=np.ones(N1P, np.float32),
+            zero=np.zeros(N1P, np.float32),
             k1=k1.astype(np.float64),
             w2=w2.astype(np.float64),
             w3=np.ascontiguousarray(w3[:, :nk], np.float64),

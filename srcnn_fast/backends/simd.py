@@ -227,15 +227,22 @@ def vbroadcast_at(typingctx, array, index):
     return result(array, types.intp), codegen
 
 
+def _load(context, builder, sig, args):
+    ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
+    return builder.load(ptr, align=4)
+
+
 @intrinsic
 def vload(typingctx, array, index):
     """Lanes ``array[index : index + W]``."""
+    return _lanes(array)[0](array, types.intp), _load
 
-    def codegen(context, builder, sig, args):
-        ptr = _element_pointer(context, builder, sig.args[0], args[0], args[1])
-        return builder.load(ptr, align=4)
 
-    return _lanes(array)[0](array, types.intp), codegen
+@intrinsic
+def vload_int(typingctx, array, index):
+    """Lanes ``array[index : index + W]`` of an int32 array as an int32 accumulator
+    (:class:`IntVector`: ``vload`` reads an int32 array as quads of bytes)."""
+    return int_type(array, types.intp), _load
 
 
 @intrinsic
@@ -442,7 +449,13 @@ def vround_bf16(typingctx, a):
 
 @intrinsic
 def vadd(typingctx, a, b):
-    """``a + b`` lane-wise."""
+    """``a + b`` lane-wise: float32 vectors, or int32 accumulators (wrapping)."""
+    if isinstance(a, IntVector):
+
+        def codegen(context, builder, sig, args):
+            return builder.add(args[0], args[1])
+
+        return int_type(int_type, int_type), codegen
 
     def codegen(context, builder, sig, args):
         return builder.fadd(args[0], args[1])
