@@ -22,6 +22,12 @@ each instruction (bounds-checked loads and stores, the CPU's shape rules). Toler
   flip only when the sum lies within ~1e-16 of a boundary. None was seen (max 2.4e-7); allowed:
   0.1% of outputs beyond ``ORDER_ATOL``, by at most two flips (``_one_flip_bf16``).
 
+Those shares are of the interior columns, the tiles' work. The border columns (2 r1 per row)
+run the cpu kernel's ``_border_columns``: float32 sums, so its tolerance applies there, as in
+tests/test_cpu_bf16.py and test_cpu_int8.py: at most 5% of them beyond ``ORDER_ATOL`` (a bf16
+step flipped, or conv3's products summed in float32 chains: 1.1e-5 was seen), by at most two
+flips like every output.
+
 This machine class may lack AMX: then the real path's tests check the refusal instead, and the
 compile test still runs (compiling AMX code is safe anywhere; it runs in a subprocess so that
 an LLVM abort could not take pytest down).
@@ -108,14 +114,19 @@ def _check(got: np.ndarray, weights, luma, precision: str, params, what: str) ->
     assert got.shape == expected.shape, what
     diff = np.abs(got.astype(np.float64) - expected)
     worst = float(diff.max())
+    interior = axis_geometry(luma.shape[1], weights.scale, weights.arch.f1).interior
+    border = float(np.mean(diff[:, ~interior] > ORDER_ATOL)) if (~interior).any() else 0.0
+    assert border <= 0.05, f"{what}: {border:.2%} of border outputs beyond {ORDER_ATOL}"
     if precision == "int8":
         atol = ORDER_ATOL + 2 * _one_flip_int8(weights, luma, params)
     else:
         atol = ORDER_ATOL + 2 * _one_flip_bf16(weights, luma)
-    share = float(np.mean(diff > ORDER_ATOL))
+    share = float(np.mean(diff[:, interior] > ORDER_ATOL)) if interior.any() else 0.0
     emulation = f"{precision}.emulate"
     assert worst <= atol, f"{what}: max |emulated AMX - {emulation}| {worst:.3g} > {atol:.3g}"
-    assert share <= 1e-3, f"{what}: {share:.2%} of outputs beyond {ORDER_ATOL} ({worst:.3g})"
+    assert share <= 1e-3, (
+        f"{what}: {share:.2%} of interior outputs beyond {ORDER_ATOL} ({worst:.3g})"
+    )
     return worst
 
 

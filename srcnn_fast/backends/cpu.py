@@ -534,22 +534,15 @@ def _g_row(y, net, geo, ring, slot, scratch):
     Per pixel: conv1 + ReLU, conv2 + ReLU, then g[k] = sum_c f2[c] * w3[k, c] for each of the
     f3 * f3 taps k, so that conv3 later only adds 25 shifted values per output pixel.
     """
-    t_size, n1p, n2p, nk, nkp, scale = net.t_size, net.n1p, net.n2p, net.nk, net.nkp, geo.scale
-    lr, k1, row_off = geo.lr_fast, geo.k1_steps, scratch.row_off
+    n1p, n2p, nk, nkp, scale = net.n1p, net.n2p, net.nk, net.nkp, geo.scale
+    lr, k1 = geo.lr_fast, geo.k1_steps
     f1, f2 = scratch.f1, scratch.f2
-    pix1, pix2, pixg = scratch.pix1, scratch.pix2, scratch.pixg
     live1, live2, counts = scratch.live1, scratch.live2, scratch.counts
     ring_plane, ring_pad = geo.ring_plane, geo.ring_pad
     rc = geo.row_class[y]
-    rb = geo.row_base[y]
-    rows = geo.row_span[rc]
-    stride, row_pad = geo.lr_stride, geo.row_pad
-    for ti in range(t_size):
-        row_off[ti] = (_clamp(rb + ti, 0, geo.lr_h - 1) + row_pad) * stride + geo.lr_pad
     # The padded rows repeat the edge rows, so the main pass reads window row ti as row
     # rb + ti of the padded plane, unclamped: one index for the whole window.
-    window = (rb + row_pad) * stride + geo.lr_pad
-    n_hr = geo.lr_w * scale
+    window = (geo.row_base[y] + geo.row_pad) * geo.lr_stride + geo.lr_pad
     # (The arrays the main pass reads, bound once.)
     lr_lo, passes, step_first, step_src = geo.lr_lo, geo.passes, geo.step_first, geo.step_src
     w2, b2, s2, w3 = net.w2_fast, net.b2, net.s2, net.w3_fast
@@ -587,11 +580,35 @@ def _g_row(y, net, geo, ring, slot, scratch):
             counts[0] += 1
             counts[1] += n_live1
             counts[2] += n_live2
-    # Border columns: their own folded filters; one pixel at a time, vectorised over channels.
-    # In bf16 the arrays hold the rounded values and conv1's and conv2's outputs are centred
-    # and rounded here where the main pass stores them as bf16: the same arithmetic in float32.
+    # Border columns: their own folded filters (:func:`_border_columns`).
+    _border_columns(
+        y, net, geo, ring, slot, scratch.row_off, scratch.pix1, scratch.pix2, scratch.pixg
+    )
+
+
+@njit(cache=True, inline="always")
+def _border_columns(y, net, geo, ring, slot, row_off, pix1, pix2, pixg):
+    """conv3's tap products of HR row ``y``'s border columns (X < r1 or X >= sW - r1, those
+    not ``geo.col_interior``) into ring slot ``slot``: each one's own folded conv1 filter
+    (conv1's edge-replicate padding), one pixel at a time, vectorised over channels.
+
+    In bf16 the arrays hold the rounded values and conv1's and conv2's outputs are centred
+    and rounded here where the main pass stores them as bf16; int8 rounds conv1's output to
+    0..255 (``net.pair1`` = 4): the main pass's arithmetic in float32. ``row_off``, ``pix1``,
+    ``pix2``, ``pixg``: scratch of T, n1p, n2p and nkp elements. Shared with the AMX kernel
+    (``cpu_amx``), whose plan has the fields of ``net`` and ``geo`` this reads: ``geo.lr``
+    (the LR plane, lr_h + 2 row_pad rows of lr_stride values), ``geo.k1`` ([row class][column
+    class][T][T][n1p]), ``geo.b1`` and ``geo.m1`` ([class][n1p]), the column geometry and
+    ``net``'s padded w2 ([n1p][n2p]), s2, b2, w3 ([n2p][nkp]), centres and pair flags."""
+    t_size, n1p, n2p, nk, nkp, scale = net.t_size, net.n1p, net.n2p, net.nk, net.nkp, geo.scale
+    ring_plane, ring_pad = geo.ring_plane, geo.ring_pad
+    rc = geo.row_class[y]
+    rows = geo.row_span[rc]
+    for ti in range(t_size):
+        row = _clamp(geo.row_base[y] + ti, 0, geo.lr_h - 1) + geo.row_pad
+        row_off[ti] = row * geo.lr_stride + geo.lr_pad
     lr, k1 = geo.lr, geo.k1
-    for x in range(n_hr):
+    for x in range(geo.lr_w * scale):
         if geo.col_interior[x]:
             continue
         cc = geo.col_class[x]

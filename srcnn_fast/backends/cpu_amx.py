@@ -156,12 +156,11 @@ from .amx import (
     tile_store,
     tile_zero,
 )
-from .cpu import ROW_KERNEL, _conv3_row, _fill_halo, _tap_offsets
+from .cpu import ROW_KERNEL, _border_columns, _conv3_row, _fill_halo, _tap_offsets
 from .numba_cache import KERNEL_LOCK, cache_here, cache_restore
 from .simd import (
     W,
     vadd,
-    vbroadcast,
     vbroadcast_at,
     vdequant,
     vload,
@@ -514,26 +513,43 @@ class _Plan(NamedTuple):
     a3: np.ndarray  # bytes: conv3's A tiles (w3^T, bf16)
     bias1: np.ndarray  # bf16: [64][16] float32 C tile of conv1's bias (centred)
     bias2: np.ndarray  # bf16: [32][16] C tile of conv2's bias
-    m1: np.ndarray  # int8: [row class][column class][64] float32 multiplier of conv1's sum
-    o1: np.ndarray  # int8: the offset (bf16: [1][1][64] the bias, for the border columns)
+    # conv1's rescaling per class (row class * n_col_classes + column class) and channel,
+    # [class][64] float32: int8's multiplier of the integer sum (divided by 256 for a 16-bit
+    # input, whose sums are high * 256 + low) and offset; bf16: ones and the centred bias.
+    m1: np.ndarray
+    b1: np.ndarray
     s2: np.ndarray  # int8: [32] conv2's scale (bf16: ones)
     b2: np.ndarray  # [32] conv2's bias (bf16: centred)
-    c1: np.ndarray  # bf16: [64] conv1's output centres (int8: zeros)
-    c2: np.ndarray  # [32] conv2's output centres (bf16 input of conv3)
-    neg_c1: np.ndarray  # -c1, -c2: what the vector code adds to centre
+    # Minus the centres of conv1's output (bf16; int8: zeros) and conv2's (the bf16 input of
+    # conv3), which the vector code adds.
+    neg_c1: np.ndarray
     neg_c2: np.ndarray
     one: np.ndarray  # [64] ones and zeros: the scale and offset of a float32 C tile
     zero: np.ndarray
-    # Border columns (plain code, float64): the folded conv1 (integers in int8), w2 (int8: w2q),
-    # w3 (rounded to bf16), and conv1's input (int8: 0..255; bf16: centred and rounded).
-    k1: np.ndarray  # [row class][column class][T][T][64]
-    w2: np.ndarray  # [64][32]
-    w3: np.ndarray  # [32][nk]
-    x: np.ndarray  # [H][W] float64
+    # The border columns run cpu's ``_border_columns``, on these fields of its _Net and
+    # _Geometry (float32): the folded conv1 [row class][column class][T][T][64] (int8: the
+    # integers; bf16: rounded), w2 [64][32] (int8: w2q), w3 [32][32] (taps; rounded to bf16),
+    # and conv1's input unpadded (int8: the integer sums' scale, 0..255 or 0..65280 for a
+    # 16-bit input; bf16: centred and rounded), with the pair flags of the layers' inputs.
+    k1: np.ndarray
+    w2: np.ndarray
+    w3: np.ndarray
+    lr: np.ndarray  # [H * W]
+    lr_stride: int
+    lr_pad: int
+    row_pad: int
+    n1p: int
+    n2p: int
+    nkp: int
+    pair1: int
+    pair2: int
+    pair3: int
     row_class: np.ndarray
     row_base: np.ndarray
+    row_span: np.ndarray
     col_class: np.ndarray
     col_base: np.ndarray
+    col_span: np.ndarray
     col_interior: np.ndarray
     phase_col_base: np.ndarray
     f3: int
@@ -553,24 +569,10 @@ class _Scratch(NamedTuple):
     f2s: np.ndarray  # [band][1024] bytes: conv3's B
     rows: np.ndarray  # [band][scale * ring_plane]
     slot_offs: np.ndarray  # [band][f3]
-    pix: np.ndarray  # [band][64 + 32 + 32] float64: a border pixel's features
-
-
-@njit(cache=True, inline="always")
-def _round_bf16(value):
-    """float32 -> the nearest bf16 (ties to even, as ``bf16.round_bf16``), as (float32 value,
-    uint16 bits)."""
-    b = _bits_of(np.float32(value))
-    r = (b + np.uint32(0x7FFF) + ((b >> np.uint32(16)) & np.uint32(1))) & np.uint32(0xFFFF0000)
-    return _float_of(np.uint32(r)), np.uint16(r >> np.uint32(16))
-
-
-@njit(cache=True, inline="always")
-def _requant(acc, m, o):
-    """int8: clip(round(float32(acc * m + o)), 0, 255), the multiply-add in float64 and rounded
-    once to float32 (``int8._fma32``), then to the nearest integer, ties to even."""
-    z = np.float32(np.float64(acc) * np.float64(m) + np.float64(o))
-    return min(max(np.rint(np.float64(z)), 0.0), 255.0)
+    row_offs: np.ndarray  # [band][T], and a border pixel's features: [band][64], [32], [32]
+    pix1s: np.ndarray
+    pix2s: np.ndarray
+    pixgs: np.ndarray
 
 
 @njit(cache=True, inline="always")
@@ -579,13 +581,12 @@ def _requant_quads(acc, passes, m1, o1, out):
     the high bytes' sums, then the low bytes' from ``N1P * PIXELS``) to uint8 activations,
     round(sum * m1 + o1) clamped to 0..255, as quads of channels per pixel in ``out``
     ([quad][PIXELS]: conv2's B tile). The arithmetic of the VNNI kernel (``cpu``): the sum in
-    int32 (high * 256 + low), to float32, one fused multiply-add (``m1`` / 256 for a 16-bit
-    input, exact), rounded to the nearest integer, ties to even."""
-    unit = np.float32(1.0) if passes == 1 else np.float32(1.0 / 256.0)
+    int32 (high * 256 + low), to float32, one fused multiply-add (the plan's ``m1`` is
+    already / 256 for a 16-bit input), rounded to the nearest integer, ties to even."""
     for quad in range(N1P // 4):
         c = 4 * quad
-        m = (vbroadcast(m1[c] * unit), vbroadcast(m1[c + 1] * unit),
-             vbroadcast(m1[c + 2] * unit), vbroadcast(m1[c + 3] * unit))  # fmt: skip
+        m = (vbroadcast_at(m1, c), vbroadcast_at(m1, c + 1),
+             vbroadcast_at(m1, c + 2), vbroadcast_at(m1, c + 3))  # fmt: skip
         o = (vbroadcast_at(o1, c), vbroadcast_at(o1, c + 1),
              vbroadcast_at(o1, c + 2), vbroadcast_at(o1, c + 3))  # fmt: skip
         for v in range(0, PIXELS, W):
@@ -668,10 +669,8 @@ def _block(e, p, plane, plane_lo, cls, b_index, dst, acc, f1, f2, ring):
                     _t_store(e, C_ODD, acc, (lo * 4 + g) * 1024, 64)
         # Requantised into conv2's B, [channel quad][pixel] quads of bytes, on the vector
         # units: :func:`_requant_quads`.
-        _requant_quads(
-            acc_i, p.passes, p.m1[cls // p.scale, cls % p.scale],
-            p.o1[cls // p.scale, cls % p.scale], f1.view(np.int32),
-        )  # fmt: skip
+        row = (cls // p.scale) * p.n_col_classes + cls % p.scale
+        _requant_quads(acc_i, p.passes, p.m1[row], p.b1[row], f1.view(np.int32))
         # conv2: 64 input channels = one K chunk, 2 groups of 16 outputs.
         _t_load(e, B_ACT, f1, 0, 64)
         _t_zero(e, C_EVEN)
@@ -744,43 +743,6 @@ def _block(e, p, plane, plane_lo, cls, b_index, dst, acc, f1, f2, ring):
 
 
 @njit(**ROW_KERNEL)
-def _border_pixel(p, y, x, ring, slot, pix):
-    """HR pixel (y, x) of a border column (its own folded filter): the same arithmetic as
-    the tiles, one pixel in plain float64 code; its products into the ring."""
-    s, t_size, nk = p.scale, p.t_size, p.nk
-    rc, cc = p.row_class[y], p.col_class[x]
-    f1 = pix[:N1P]
-    f2 = pix[N1P : N1P + N2P]
-    for c in range(N1P):
-        total = 0.0
-        for ti in range(t_size):
-            r = min(max(p.row_base[y] + ti, 0), p.lr_h - 1)
-            for tj in range(t_size):
-                col = min(max(p.col_base[x] + tj, 0), p.lr_w - 1)
-                total += p.k1[rc, cc, ti, tj, c] * p.x[r, col]
-        if p.quantised:
-            f1[c] = _requant(total, p.m1[rc, cc, c], p.o1[rc, cc, c])
-        else:
-            z = np.float32(total + np.float64(p.o1[0, 0, c]))
-            f1[c] = _round_bf16(max(z, np.float32(0.0)) - p.c1[c])[0]
-    for c in range(N2P):
-        total = 0.0
-        for i in range(N1P):
-            total += f1[i] * p.w2[i, c]
-        if p.quantised:
-            z = np.float32(total * p.s2[c] + np.float64(p.b2[c]))
-        else:
-            z = np.float32(total + np.float64(p.b2[c]))
-        f2[c] = _round_bf16(max(z, np.float32(0.0)) - p.c2[c])[0]
-    j, q = divmod(x, s)
-    for k in range(nk):
-        total = 0.0
-        for c in range(N2P):
-            total += f2[c] * p.w3[c, k]
-        ring[((slot * nk + k) * s + q) * p.ring_plane + p.ring_pad + j] = np.float32(total)
-
-
-@njit(cache=True)
 def _band(e, band, y0, y1, p, scratch, out):
     """HR rows y0..y1-1 (this thread's band): the tile configuration first, then per row the
     blocks of every phase, the border columns, and conv3 once its rows exist."""
@@ -788,7 +750,6 @@ def _band(e, band, y0, y1, p, scratch, out):
     ring = scratch.rings[band]
     acc, f1, f2 = scratch.accs[band], scratch.f1s[band], scratch.f2s[band]
     n_rows = p.lr_h * p.scale
-    n_hr = p.lr_w * p.scale
     r3 = (p.f3 - 1) // 2
     nxt = max(y0 - r3, 0)
     for y in range(y0, y1):
@@ -806,10 +767,11 @@ def _band(e, band, y0, y1, p, scratch, out):
                         e, p, scratch.plane, scratch.plane_lo, cls, b_index, dst, acc, f1, f2,
                         ring,
                     )  # fmt: skip
-            for x in range(n_hr):
-                if not p.col_interior[x]:
-                    _border_pixel(p, nxt, x, ring, slot, scratch.pix[band])
-            _fill_halo(ring, slot, p.nk, p.scale, p.ring_plane, p.ring_pad, n_hr, r3)
+            _border_columns(
+                nxt, p, p, ring, slot, scratch.row_offs[band], scratch.pix1s[band],
+                scratch.pix2s[band], scratch.pixgs[band],
+            )  # fmt: skip
+            _fill_halo(ring, slot, p.nk, p.scale, p.ring_plane, p.ring_pad, p.lr_w * p.scale, r3)
             nxt += 1
         _conv3_row(y, p, p, ring, scratch.rows[band], scratch.slot_offs[band], out)
     _t_release(e)
@@ -953,7 +915,7 @@ class AmxBackend:
         w3 = np.zeros((N2P, NKP), np.float32)
         w3[:n2, :nk] = bf16.round_bf16(weights.w3[:, :, :, 0].reshape(nk, n2).T)
         n_rc, n_cc = k1.shape[:2]
-        m1 = np.zeros((n_rc, n_cc, N1P), np.float32)
+        m1 = np.ones((n_rc, n_cc, N1P), np.float32)
         o1 = np.zeros((n_rc, n_cc, N1P), np.float32)
         s2 = np.ones(N2P, np.float32)
         b2 = np.zeros(N2P, np.float32)
@@ -965,7 +927,8 @@ class AmxBackend:
             p = self.params
             kq, m, o = int8.conv1_tables(k1[..., :n1], weights.b1, p)
             k1[..., :n1] = kq
-            m1[..., :n1], o1[..., :n1] = m, o
+            # A 16-bit input's sums are 256 times the 8-bit scale's (exact: a power of two).
+            m1[..., :n1], o1[..., :n1] = m / np.float32(2 ** (p.input_bits - 8)), o
             w2[:n1, :n2] = p.w2q
             s2[:n2], b2[:n2] = p.s2, p.b2
             _, centre2 = bf16.activation_centres(weights)
@@ -978,7 +941,7 @@ class AmxBackend:
             c1[:n1], c2[:n2] = centre1, centre2
             b2c, b3 = bf16.centred_biases(weights, centre1, centre2)
             b2[:n2] = b2c
-            o1[0, 0, :n1] = bf16.centred_bias(weights.w1, weights.b1)
+            o1[..., :n1] = bf16.centred_bias(weights.w1, weights.b1)
             bias1[:] = o1[0, 0, :, None]
             bias2[:] = b2[:, None]
         ra, rb = min(nk, 16), max(nk - 16, 0)
@@ -1013,24 +976,33 @@ class AmxBackend:
             a3=matrix_a_tiles(w3, False).reshape(-1),
             bias1=bias1.reshape(-1),
             bias2=bias2.reshape(-1),
-            m1=m1,
-            o1=o1,
+            m1=m1.reshape(n_rc * n_cc, N1P),
+            b1=o1.reshape(n_rc * n_cc, N1P),
             s2=s2,
             b2=b2,
-            c1=c1,
-            c2=c2,
             neg_c1=-c1,
             neg_c2=-c2,
             one=np.ones(N1P, np.float32),
             zero=np.zeros(N1P, np.float32),
-            k1=k1.astype(np.float64),
-            w2=w2.astype(np.float64),
-            w3=np.ascontiguousarray(w3[:, :nk], np.float64),
-            x=np.zeros((h, w), np.float64),
+            k1=k1.reshape(-1),
+            w2=w2.reshape(-1),
+            w3=w3.reshape(-1),
+            lr=np.zeros(h * w, np.float32),
+            lr_stride=w,
+            lr_pad=0,
+            row_pad=0,
+            n1p=N1P,
+            n2p=N2P,
+            nkp=NKP,
+            pair1=4 if quantised else 2,
+            pair2=4 if quantised else 2,
+            pair3=2,
             row_class=rows.classes,
             row_base=rows.base,
+            row_span=rows.spans,
             col_class=cols.classes,
             col_base=cols.base,
+            col_span=cols.spans,
             col_interior=cols.interior,
             phase_col_base=phase_window_starts(s, arch.f1),
             f3=arch.f3,
@@ -1051,7 +1023,10 @@ class AmxBackend:
             f2s=np.zeros((bands, 1024), np.uint8),
             rows=np.zeros((bands, s * ring_plane), np.float32),
             slot_offs=np.zeros((bands, arch.f3), np.int64),
-            pix=np.zeros((bands, N1P + 2 * N2P), np.float64),
+            row_offs=np.zeros((bands, t_size), np.int64),
+            pix1s=np.zeros((bands, N1P), np.float32),
+            pix2s=np.zeros((bands, N2P), np.float32),
+            pixgs=np.zeros((bands, NKP), np.float32),
         )
         return plan, scratch
 
@@ -1063,7 +1038,10 @@ class AmxBackend:
             x = int8.quantise_input(luma, self.params.input_bits)
         else:
             x = bf16.round_bf16(luma - np.float32(bf16.CENTRE)).astype(np.float64)
-        plan.x[:] = x
+        # The border columns' input, on the scale of the integer sums (a 16-bit input's high *
+        # 256 + low).
+        unit = 2.0 ** (self.params.input_bits - 8) if self.quantised else 1.0
+        plan.lr[:] = (x * unit).reshape(-1)
         bottom = len(scratch.plane) // (plan.nh * plan.stride) - h - plan.top
         high = np.floor(x)  # int8: 0..255 (a 16-bit input's high bytes); bf16: x itself
         planes = [(scratch.plane, x if not self.quantised else high)]
