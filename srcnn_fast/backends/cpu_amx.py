@@ -790,6 +790,50 @@ def _forward(em, p, scratch, out):
             _band(_state_for(em, band), band, y0, y1, p, scratch, out)
 
 
+@njit(parallel=True, cache=True)
+def _quantise_input(luma, quantised, passes, lr):
+    """conv1's input, rows in parallel, into ``lr`` ([H * W] float32): int8's round(top *
+    luma) clamped to 0..top, ties to even, the product in float64 (``int8.quantise_input``
+    times 256 for a 16-bit input: top = 255, or 255 * 256 with ``passes`` = 2); bf16's
+    centred luma rounded to the nearest bf16 (``bf16.round_bf16(luma - CENTRE)``)."""
+    h, w = luma.shape
+    top = 255.0 if passes == 1 else 255.0 * 256.0
+    centre = np.float32(bf16.CENTRE)
+    for r in prange(h):
+        for c in range(w):
+            if quantised:
+                value = min(max(np.rint(np.float64(luma[r, c]) * top), 0.0), top)
+                lr[r * w + c] = np.float32(value)
+            else:
+                bits = np.uint64(_bits_of(np.float32(luma[r, c] - centre)))
+                bits = (bits + np.uint64(0x7FFF) + ((bits >> np.uint64(16)) & np.uint64(1))) & (
+                    np.uint64(0xFFFF0000)
+                )
+                lr[r * w + c] = _float_of(np.uint32(bits))
+
+
+@njit(parallel=True, cache=True)
+def _pack_plane(values, w, quantised, shift, g, nh, top, left, stride, out):
+    """:func:`plane_tiles`' layout into ``out``, rows in parallel: ``values`` ([H * W] float32)
+    with replicated edges, int8 bytes ``(int(value) >> shift) & 255`` (lowest first), bf16
+    halves (low first)."""
+    h = values.size // w
+    for r in prange(out.size // (nh * stride)):
+        src = min(max(r - top, 0), h - 1) * w
+        for hh in range(nh):
+            base = (r * nh + hh) * stride
+            for c in range(stride):
+                word = np.uint32(0)
+                for e in range(g):
+                    v = values[src + min(max(c - left + g * hh + e, 0), w - 1)]
+                    if quantised:
+                        lane = (np.uint32(np.int32(v)) >> np.uint32(shift)) & np.uint32(255)
+                        word |= lane << np.uint32(8 * e)
+                    else:
+                        word |= (_bits_of(v) >> np.uint32(16)) << np.uint32(16 * e)
+                out[base + c] = word
+
+
 cache_restore(_saved_cache_dir)
 
 
@@ -846,16 +890,10 @@ def plane_tiles(x: np.ndarray, quantised: bool, t_size: int, top: int, bottom: i
     sub-row h, column c holds the g = 4 bytes (2 bf16) of columns c + g h .. c + g h + g - 1."""
     g, nh, _ = _group(t_size, quantised)
     h, w = x.shape
-    rows = np.clip(np.arange(-top, h + bottom), 0, h - 1)
-    cols = np.clip(np.arange(-left, width - left + g * nh + g), 0, w - 1)
-    padded = x[rows][:, cols]
-    values = padded.astype(np.uint8).astype(np.uint32) if quantised else _bf16_bits(padded)
-    values = values.astype(np.uint32)
-    out = np.zeros((len(rows), nh, width), np.uint32)
-    for hh in range(nh):
-        for e in range(g):
-            out[:, hh, :] |= values[:, g * hh + e : g * hh + e + width] << (32 // g * e)
-    return out.reshape(-1)
+    out = np.empty((top + h + bottom) * nh * width, np.uint32)
+    values = np.ascontiguousarray(x, np.float32).reshape(-1)
+    _pack_plane(values, w, quantised, 0, g, nh, top, left, width, out)
+    return out
 
 
 class AmxBackend:
@@ -1034,23 +1072,19 @@ class AmxBackend:
         luma = np.asarray(luma, np.float32)
         h, w = luma.shape
         plan, scratch = self._plan(h, w)
-        if self.quantised:
-            x = int8.quantise_input(luma, self.params.input_bits)
-        else:
-            x = bf16.round_bf16(luma - np.float32(bf16.CENTRE)).astype(np.float64)
-        # The border columns' input, on the scale of the integer sums (a 16-bit input's high *
-        # 256 + low).
-        unit = 2.0 ** (self.params.input_bits - 8) if self.quantised else 1.0
-        plan.lr[:] = (x * unit).reshape(-1)
-        bottom = len(scratch.plane) // (plan.nh * plan.stride) - h - plan.top
-        high = np.floor(x)  # int8: 0..255 (a 16-bit input's high bytes); bf16: x itself
-        planes = [(scratch.plane, x if not self.quantised else high)]
+        # The input on the scale of the integer sums (a 16-bit input's high * 256 + low), which
+        # the border columns read; its B-tile planes (a 16-bit input's high and low bytes).
+        _quantise_input(luma, self.quantised, self.passes, plan.lr)
+        g = 4 if self.quantised else 2
+        shift = 8 if self.passes == 2 else 0
+        _pack_plane(
+            plan.lr, w, self.quantised, shift, g, plan.nh, plan.top, plan.left, plan.stride,
+            scratch.plane,
+        )  # fmt: skip
         if self.passes == 2:
-            planes.append((scratch.plane_lo, (x - high) * 256.0))
-        for plane, values in planes:
-            plane[:] = plane_tiles(
-                values.astype(np.float32), self.quantised, plan.t_size, plan.top, bottom,
-                plan.left, plan.stride,
+            _pack_plane(
+                plan.lr, w, True, 0, g, plan.nh, plan.top, plan.left, plan.stride,
+                scratch.plane_lo,
             )  # fmt: skip
         return plan, scratch
 
