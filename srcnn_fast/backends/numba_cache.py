@@ -45,8 +45,9 @@ def cache_dir(install: Path | None = None) -> Path:
     bf16, VNNI or AMX build is never loaded on a CPU without them; Numba's own index is keyed
     by the CPU's name and features too), per version of the kernel sources and per install (the
     package folder, ``install``: this one by default). Numba only notices edits to the module
-    that defines a function, so a changed ``simd.py`` or ``polyphase.py`` must not meet machine
-    code compiled from the old one; and Numba keys its index files by the source file's path,
+    that defines a function, so code compiled into another module's kernels must version the
+    folder: ``simd.py``'s and ``amx.py``'s intrinsics, ``cpu.py``'s functions that ``cpu_amx``
+    inlines, and ``polyphase.py``; and Numba keys its index files by the source file's path,
     so another install's files (a second venv with the same sources) would make
     ``cpu.is_cached`` say yes while this install still compiles for ~10 s.
     """
@@ -55,7 +56,7 @@ def cache_dir(install: Path | None = None) -> Path:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
         root = os.path.join(base, "srcnn-fast")
     here = Path(__file__).resolve().parent
-    sources = [here / "cpu.py", here / "simd.py", here.parent / "polyphase.py"]
+    sources = [here / "cpu.py", here / "simd.py", here / "amx.py", here.parent / "polyphase.py"]
     version = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:12]
     install = (install or here.parent).resolve()
     where = hashlib.sha256(os.fsencode(install)).hexdigest()[:8]
