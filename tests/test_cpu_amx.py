@@ -542,6 +542,39 @@ def test_real_kernel_matches_the_emulated_one(precision: str) -> None:
     assert job.returncode == 0 and "ok" in job.stdout, (job.returncode, job.stderr[-3000:])
 
 
+def test_emulated_kernel_on_a_cpu_without_bf16(tmp_path: Path) -> None:
+    """The emulation runs on any CPU: here Numba targets this CPU without AVX512_BF16 (as on a
+    Zen 3, an Ice Lake or any AVX2 machine), in a subprocess. There LLVM lowers a ``bfloat``
+    conversion to a call of ``__truncsfbf2``, which Numba cannot link: ``vpack_bf16`` (conv2's
+    output packed for conv3 in both precisions) then aborted the process, so it packs with
+    integer rounding where the target lacks AVX512_BF16."""
+    features = dict(llvm.get_host_cpu_features())
+    features["avx512bf16"] = False
+    code = (
+        "import sys; sys.path.insert(0, 'tests'); import numpy as np;"
+        "import test_cpu_amx as t; from srcnn_fast.backends.simd import bf16_problem;"
+        "from srcnn_fast.model import SRCNNWeights;"
+        "assert bf16_problem() is not None, 'the target still has AVX512_BF16';"
+        "w = SRCNNWeights.random(scale=3, seed=4);"
+        "x = np.random.default_rng(4).random((21, 35), dtype=np.float32);"
+        "p = t._params(w, x);"
+        "[t._check(t.AmxBackend(w, k, q).emulate_luma(x), w, x, k, q, 'no bf16 ' + k)"
+        " for k, q in (('int8', p), ('bf16', None))];"
+        "print('ok')"
+    )
+    env = dict(
+        os.environ,
+        NUMBA_CPU_NAME=llvm.get_host_cpu_name(),
+        NUMBA_CPU_FEATURES=",".join(f"{'+' if on else '-'}{n}" for n, on in features.items()),
+        NUMBA_CACHE_DIR=str(tmp_path / "numba"),
+    )
+    job = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert job.returncode == 0 and "ok" in job.stdout, (job.returncode, job.stderr[-3000:])
+
+
 def test_the_cpu_backend_takes_the_tile_kernel_only_when_asked(monkeypatch) -> None:
     from srcnn_fast.backends import cpu, cpu_amx
 

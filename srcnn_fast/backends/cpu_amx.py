@@ -791,14 +791,14 @@ def _forward(em, p, scratch, out):
 
 
 @njit(parallel=True, cache=True)
-def _quantise_input(luma, quantised, passes, lr):
+def _quantise_input(luma, quantised, passes, centre, lr):
     """conv1's input, rows in parallel, into ``lr`` ([H * W] float32): int8's round(top *
     luma) clamped to 0..top, ties to even, the product in float64 (``int8.quantise_input``
     times 256 for a 16-bit input: top = 255, or 255 * 256 with ``passes`` = 2); bf16's
-    centred luma rounded to the nearest bf16 (``bf16.round_bf16(luma - CENTRE)``)."""
+    luma minus ``centre`` (float32) rounded to the nearest bf16 (``bf16.round_bf16(luma -
+    CENTRE)``: an argument, not a constant compiled into the cached kernel)."""
     h, w = luma.shape
     top = 255.0 if passes == 1 else 255.0 * 256.0
-    centre = np.float32(bf16.CENTRE)
     for r in prange(h):
         for c in range(w):
             if quantised:
@@ -1074,7 +1074,7 @@ class AmxBackend:
         plan, scratch = self._plan(h, w)
         # The input on the scale of the integer sums (a 16-bit input's high * 256 + low), which
         # the border columns read; its B-tile planes (a 16-bit input's high and low bytes).
-        _quantise_input(luma, self.quantised, self.passes, plan.lr)
+        _quantise_input(luma, self.quantised, self.passes, np.float32(bf16.CENTRE), plan.lr)
         g = 4 if self.quantised else 2
         shift = 8 if self.passes == 2 else 0
         _pack_plane(

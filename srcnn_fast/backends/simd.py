@@ -38,6 +38,13 @@ from numba.extending import intrinsic, models, register_model
 
 
 def _host_features() -> dict[str, bool]:
+    """The instruction sets Numba compiles for: the host's, or those of ``NUMBA_CPU_FEATURES``
+    where it overrides them (an LLVM feature string, ``+avx2,-avx512bf16,...``, which Numba
+    then uses alone), so that no kernel is built with an instruction its target lacks."""
+    override = os.environ.get("NUMBA_CPU_FEATURES", "").strip()
+    if override:
+        items = (item.strip() for item in override.split(","))
+        return {item[1:]: item[0] == "+" for item in items if len(item) > 1 and item[0] in "+-"}
     return dict(llvm.get_host_cpu_features())
 
 
@@ -291,9 +298,32 @@ def vfma(typingctx, a, b, c):
     return vector_type(vector_type, vector_type, vector_type), codegen
 
 
+def _splat32(value: int) -> ir.Constant:
+    return ir.Constant(_LLVM_PAIRS, [value] * W)
+
+
+def _bf16_rounded_bits(builder, vector):
+    """The float32 lanes' bits rounded to the nearest bf16 (ties to even), low 16 bits cleared:
+    bits + 0x7fff + (bit 16). Integer arithmetic, any CPU; finite inputs."""
+    bits = builder.bitcast(vector, _LLVM_PAIRS)
+    odd = builder.and_(builder.lshr(bits, _splat32(16)), _splat32(1))
+    rounded = builder.add(builder.add(bits, _splat32(0x7FFF)), odd)
+    return builder.and_(rounded, _splat32(0xFFFF0000))
+
+
 @intrinsic
 def vpack_bf16(typingctx, lo, hi):
-    """Pairs (bf16(lo[i]), bf16(hi[i])), rounded to nearest even (``vcvtneps2bf16``)."""
+    """Pairs (bf16(lo[i]), bf16(hi[i])), rounded to nearest even: ``vcvtneps2bf16`` where the
+    CPU has AVX512_BF16; elsewhere (the AMX kernel's emulation runs on any CPU) the integer
+    rounding of :func:`vround_bf16` and a shift, since LLVM lowers a ``bfloat`` conversion
+    there to a call of ``__truncsfbf2``, which Numba's JIT cannot link (the process aborts)."""
+    if not _host_features().get("avx512bf16"):
+
+        def portable(context, builder, sig, args):
+            low, high = (_bf16_rounded_bits(builder, v) for v in args)
+            return builder.or_(builder.lshr(low, _splat32(16)), high)
+
+        return pair_type(vector_type, vector_type), portable
 
     def codegen(context, builder, sig, args):
         half = ir.VectorType(_BFloat(), W)
@@ -435,14 +465,7 @@ def vround_bf16(typingctx, a):
     arithmetic (any CPU): bits + 0x7fff + (bit 16), low 16 bits cleared; finite inputs."""
 
     def codegen(context, builder, sig, args):
-        bits = builder.bitcast(args[0], _LLVM_PAIRS)
-
-        def splat(value: int) -> ir.Constant:
-            return ir.Constant(_LLVM_PAIRS, [value] * W)
-
-        odd = builder.and_(builder.lshr(bits, splat(16)), splat(1))
-        rounded = builder.add(builder.add(bits, splat(0x7FFF)), odd)
-        return builder.bitcast(builder.and_(rounded, splat(0xFFFF0000)), _LLVM_VECTOR)
+        return builder.bitcast(_bf16_rounded_bits(builder, args[0]), _LLVM_VECTOR)
 
     return vector_type(vector_type), codegen
 
