@@ -92,12 +92,14 @@ values, the VNNI kernel's arithmetic), clamped or centred and packed into the ne
 loads and adds per output) is :mod:`.cpu`'s; the border columns (2 r1 per row) run on a
 plain path.
 
-What the tiles leave: with every tile op emulated as a no-op (nothing but the vector code,
-the border columns, conv3's sums and the input's packing), 640x360 -> 1920x1080 at x3 took
-~40-47 ms (int8) and ~38-42 ms (bf16) on a 2-core Zen 4, down from 147 and 99 ms with the
-rescaling in scalar float64 code and :func:`_block` called with reference counting (every
-array of the plan incremented and decremented per block). The block functions run without it
-(``cpu.ROW_KERNEL``), so the emulated ops allocate nothing.
+What the tiles leave (``tools/amx_floor.py``: every tile op emulated as a no-op, so nothing but
+the vector code, the border columns, conv3's sums and the input's packing): 640x360 ->
+1920x1080 at x3 took 14.8 ms (int8) and 19.3 ms (bf16) on a 2-core Zen 4, where our VNNI int8
+kernel takes ~45 ms; 147 and 99 ms before the rescaling moved from scalar float64 code to the
+vector units, the block functions lost their reference counting (``cpu.ROW_KERNEL``: every
+array of the plan was incremented and decremented per block; the emulated ops allocate
+nothing), the border columns moved to cpu's ``_border_columns`` and the input's packing to
+parallel Numba loops (docs/performance.md).
 
 Emulation
 ---------
