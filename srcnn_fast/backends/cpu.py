@@ -735,6 +735,20 @@ def _pad_lr(luma, lr, lr_stride, lr_pad, row_pad):
             lr[base + c] = luma[row, min(max(c - lr_pad, 0), w - 1)]
 
 
+@njit(cache=True, inline="always")
+def _bf16_rounded(bits):
+    """A float32's bits rounded to the nearest bf16, low 16 bits cleared: ``bf16.round_bf16``'s
+    rule (nearest, ties to even, in the bits; finite values)."""
+    return (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+
+
+@njit(cache=True, inline="always")
+def _quantised(value, top):
+    """int8's input rule (``int8.quantise_input`` on the integer scale): round(top * value)
+    clamped to 0..top, ties to even, the product in float64."""
+    return min(max(np.rint(np.float64(value) * top), 0.0), top)
+
+
 @njit(cache=True)
 def _centre_and_pair(lr, pairs, centre):
     """bf16 input of conv1 (see ``bf16.py``): ``lr`` becomes round_bf16(lr - centre) (the same
@@ -746,8 +760,7 @@ def _centre_and_pair(lr, pairs, centre):
         lr[i] -= centre
     bits = lr.view(np.uint32)
     for i in range(n):
-        b = bits[i]
-        bits[i] = (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000
+        bits[i] = _bf16_rounded(bits[i])
     for i in range(n - 1):
         pairs[i] = (bits[i] >> 16) | (bits[i + 1] & 0xFFFF0000)
     pairs[n - 1] = bits[n - 1] >> 16
@@ -769,7 +782,7 @@ def _quantise_and_quad(lr, quads, quads_lo, passes, stride):
     shift = 0 if passes == 1 else 8
     for r in prange(rows):
         for i in range(r * stride, (r + 1) * stride):
-            value = min(max(np.rint(np.float64(lr[i]) * top), 0.0), top)
+            value = _quantised(lr[i], top)
             lr[i] = value
             high[i] = np.uint8(np.int32(value) >> shift)
             if passes == 2:

@@ -158,7 +158,15 @@ from .amx import (
     tile_store,
     tile_zero,
 )
-from .cpu import ROW_KERNEL, _border_columns, _conv3_row, _fill_halo, _tap_offsets
+from .cpu import (
+    ROW_KERNEL,
+    _bf16_rounded,
+    _border_columns,
+    _conv3_row,
+    _fill_halo,
+    _quantised,
+    _tap_offsets,
+)
 from .numba_cache import KERNEL_LOCK, cache_here, cache_restore
 from .simd import (
     W,
@@ -804,13 +812,9 @@ def _quantise_input(luma, quantised, passes, centre, lr):
     for r in prange(h):
         for c in range(w):
             if quantised:
-                value = min(max(np.rint(np.float64(luma[r, c]) * top), 0.0), top)
-                lr[r * w + c] = np.float32(value)
+                lr[r * w + c] = np.float32(_quantised(luma[r, c], top))
             else:
-                bits = np.uint64(_bits_of(np.float32(luma[r, c] - centre)))
-                bits = (bits + np.uint64(0x7FFF) + ((bits >> np.uint64(16)) & np.uint64(1))) & (
-                    np.uint64(0xFFFF0000)
-                )
+                bits = _bf16_rounded(_bits_of(np.float32(luma[r, c] - centre)))
                 lr[r * w + c] = _float_of(np.uint32(bits))
 
 
@@ -1077,7 +1081,7 @@ class AmxBackend:
         # The input on the scale of the integer sums (a 16-bit input's high * 256 + low), which
         # the border columns read; its B-tile planes (a 16-bit input's high and low bytes).
         _quantise_input(luma, self.quantised, self.passes, np.float32(bf16.CENTRE), plan.lr)
-        g = 4 if self.quantised else 2
+        g = _group(plan.t_size, self.quantised)[0]
         shift = 8 if self.passes == 2 else 0
         _pack_plane(
             plan.lr, w, self.quantised, shift, g, plan.nh, plan.top, plan.left, plan.stride,
